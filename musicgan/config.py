@@ -1,0 +1,197 @@
+"""One typed config tree for the whole system.
+
+It flows CLI -> Ray Train -> Tune -> Serve. It crosses Ray boundaries as a plain dict
+(:func:`to_dict`) and is rebuilt on the other side (:func:`from_dict`). Every field says what
+it means where it is defined; presets in :mod:`musicgan.presets` list only what they change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A config value or override that cannot be applied."""
+
+
+@dataclass
+class FeatureConfig:
+    """How music becomes the tensors in the shards. Its hash names a data build."""
+
+    kind: str = "pianoroll"
+    """``pianoroll`` (MIDI sources) or ``mel`` (audio sources)."""
+    bars: int = 4
+    """Bars per phrase (one training example)."""
+    steps_per_bar: int = 16
+    """Time steps per 4/4 bar; 16 is a sixteenth-note grid. Other meters keep the step length."""
+    pitch_low: int = 36
+    """Lowest MIDI pitch kept (inclusive). 36 = C2."""
+    pitch_high: int = 84
+    """Highest MIDI pitch kept (exclusive). 84 = C6; Bach's four voices fit in 36..83."""
+    hop_bars: int = 1
+    """Bars between the starts of consecutive phrases."""
+    transpose: list[int] = field(default_factory=lambda: [0])
+    """Semitone shifts applied as augmentation; each kept phrase appears once per shift."""
+    track_names: list[str] = field(default_factory=lambda: ["soprano", "alto", "tenor", "bass"])
+    """Output tracks (the channels of the pianoroll)."""
+    track_mode: str = "index"
+    """``index``: the i-th non-drum track with notes -> track i. ``merge``: every non-drum note -> one track."""
+    min_active_fraction: float = 0.5
+    """A phrase is kept only if at least this fraction of its steps sound."""
+    val_fraction: float = 0.1
+    """Share of source files held out (split ``val``) for metrics; decided by a hash of the file name."""
+    max_steps_per_file: int = 100_000
+    """Longer files are skipped with a reason instead of allocating a huge roll."""
+    max_file_bytes: int = 64 * 1024 * 1024
+    """Larger files are skipped with a reason."""
+    # --- audio (kind == "mel") ---
+    sample_rate_hz: int = 16_000
+    """Audio is resampled to this rate before the mel transform."""
+    n_fft: int = 1024
+    """FFT window length in samples."""
+    hop_length: int = 256
+    """Samples between mel frames."""
+    n_mels: int = 64
+    """Mel bands."""
+    clip_seconds: float = 2.0
+    """Length of one audio example; files are cut into clips of this length."""
+
+    @property
+    def n_tracks(self) -> int:
+        return len(self.track_names)
+
+    @property
+    def n_pitches(self) -> int:
+        return self.pitch_high - self.pitch_low
+
+    @property
+    def steps_per_phrase(self) -> int:
+        return self.bars * self.steps_per_bar
+
+    @property
+    def frames_per_clip(self) -> int:
+        return int(round(self.clip_seconds * self.sample_rate_hz)) // self.hop_length + 1
+
+    def example_shape(self) -> list[int]:
+        if self.kind == "mel":
+            return [1, self.n_mels, self.frames_per_clip]
+        return [self.n_tracks, self.steps_per_phrase, self.n_pitches]
+
+    def validate(self) -> "FeatureConfig":
+        if self.kind not in ("pianoroll", "mel"):
+            raise ConfigError(f"features.kind must be 'pianoroll' or 'mel', not {self.kind!r}")
+        if self.bars < 1 or self.hop_bars < 1:
+            raise ConfigError("bars and hop_bars must be at least 1")
+        if self.steps_per_bar < 1 or self.steps_per_bar % 4:
+            raise ConfigError(f"steps_per_bar must be a positive multiple of 4, not {self.steps_per_bar}")
+        if not (0 <= self.pitch_low < self.pitch_high <= 128):
+            raise ConfigError(f"pitch range {self.pitch_low}:{self.pitch_high} must satisfy 0 <= low < high <= 128")
+        if not self.track_names:
+            raise ConfigError("track_names must name at least one track")
+        if self.track_mode not in ("index", "merge"):
+            raise ConfigError(f"track_mode must be 'index' or 'merge', not {self.track_mode!r}")
+        if self.track_mode == "merge" and self.n_tracks != 1:
+            raise ConfigError("track_mode 'merge' makes exactly one track; give one track name")
+        if any(abs(t) > 24 for t in self.transpose):
+            raise ConfigError("transpositions beyond two octaves are not supported")
+        return self
+
+    def hash(self) -> str:
+        """Stable short hash of the fields that change the tensors."""
+        return config_hash(to_dict(self))
+
+
+def config_hash(d: dict) -> str:
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# dict <-> dataclass, and ``--set key=value`` overrides
+
+
+def to_dict(obj) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def from_dict(cls, d: dict | None):
+    """Rebuild a (nested) dataclass from a plain dict; unknown keys are an error."""
+    d = dict(d or {})
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"unknown key(s) for {cls.__name__}: {', '.join(sorted(unknown))}")
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            continue
+        value = d[f.name]
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ) and isinstance(value, dict):
+            value = from_dict(typ, value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _coerce(value: str, current):
+    """Parse an override string into the type of the value it replaces."""
+    if isinstance(current, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"expected true/false, got {value!r}")
+    if isinstance(current, int):
+        return int(value)
+    if isinstance(current, float):
+        return float(value)
+    if isinstance(current, list):
+        if value.strip() == "":
+            return []
+        items = [v.strip() for v in value.split(",")]
+        if current and isinstance(current[0], int):
+            return [int(v) for v in items]
+        if current and isinstance(current[0], float):
+            return [float(v) for v in items]
+        return items
+    if current is None:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def get_path(cfg, dotted: str):
+    obj = cfg
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
+            raise ConfigError(f"unknown config key {dotted!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def set_path(cfg, dotted: str, value) -> None:
+    parts = dotted.split(".")
+    parent = get_path(cfg, ".".join(parts[:-1])) if len(parts) > 1 else cfg
+    get_path(cfg, dotted)  # raises on unknown keys
+    setattr(parent, parts[-1], value)
+
+
+def apply_overrides(cfg, overrides: list[str]):
+    """Apply ``key.sub=value`` strings in place; a bad key or value is a :class:`ConfigError`."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        key, raw = item.split("=", 1)
+        current = get_path(cfg, key.strip())
+        try:
+            set_path(cfg, key.strip(), _coerce(raw.strip(), current))
+        except ValueError as e:
+            raise ConfigError(f"bad value for {key}: {e}") from None
+    return cfg

@@ -1,0 +1,163 @@
+"""Audio -> log-mel clips (librosa), and MIDI -> audio rendering for the embedded audio source.
+
+Rendering uses FluidSynth with a General MIDI soundfont where the machine has them (Debian:
+``fluidsynth`` plus ``timgm6mb-soundfont`` or ``fluid-soundfont-gm``) and pretty_midi's additive
+sine synthesis otherwise, so ``bach-audio`` works after a plain ``pip install``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from musicgan.config import FeatureConfig
+from musicgan.data.pianoroll import BadInput
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+SOUNDFONT_CANDIDATES = (
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+)
+DB_FLOOR = -100.0  # log-mel values are clipped here (dB re. full scale power)
+
+
+def decode_audio(data: bytes, name: str, sample_rate_hz: int) -> np.ndarray:
+    """Bytes of a wav/flac/ogg/mp3 file -> mono float32 at ``sample_rate_hz``; bad audio is :class:`BadInput`."""
+    import librosa
+    import soundfile as sf
+
+    if len(data) == 0:
+        raise BadInput("empty file (0 bytes)")
+    try:
+        y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as e:
+        if not name.lower().endswith(".mp3"):
+            raise BadInput(f"unreadable audio: {str(e).splitlines()[0][:200]}") from None
+        # older libsndfile builds lack mp3: let librosa's audioread fallback try a temp file
+        with tempfile.NamedTemporaryFile(suffix=".mp3") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            try:
+                y, sr = librosa.load(tmp.name, sr=None, mono=False)
+            except Exception as e2:
+                raise BadInput(f"unreadable audio: {str(e2).splitlines()[0][:200]}") from None
+            y = np.atleast_2d(y).T
+    y = y.mean(axis=1)
+    if y.size == 0:
+        raise BadInput("no audio samples")
+    if not np.isfinite(y).all():
+        raise BadInput("audio contains NaN or infinite samples")
+    if sr != sample_rate_hz:
+        y = librosa.resample(y, orig_sr=sr, target_sr=sample_rate_hz)
+    return y.astype(np.float32)
+
+
+def log_mel(y: np.ndarray, fc: FeatureConfig) -> np.ndarray:
+    """``[n_mels, frames]`` log-mel power in dB, clipped at :data:`DB_FLOOR`."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=y, sr=fc.sample_rate_hz, n_fft=fc.n_fft,
+                                         hop_length=fc.hop_length, n_mels=fc.n_mels, power=2.0)
+    return np.maximum(librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None), DB_FLOOR).astype(np.float32)
+
+
+def audio_to_clips(y: np.ndarray, fc: FeatureConfig, min_rms: float = 1e-3):
+    """Cut audio into back-to-back clips of ``clip_seconds`` and return ``(mels [N, n_mels, frames], start_s)``.
+
+    Silent clips (RMS below ``min_rms``) are dropped; a tail shorter than a clip is dropped.
+    """
+    clip = int(round(fc.clip_seconds * fc.sample_rate_hz))
+    n = len(y) // clip
+    if n == 0:
+        raise BadInput(f"shorter than one clip ({len(y) / fc.sample_rate_hz:.2f} s < {fc.clip_seconds} s)")
+    mels, starts = [], []
+    for i in range(n):
+        seg = y[i * clip : (i + 1) * clip]
+        if float(np.sqrt(np.mean(seg**2))) < min_rms:
+            continue
+        mels.append(log_mel(seg, fc))
+        starts.append(i * fc.clip_seconds)
+    if not mels:
+        raise BadInput("silent (every clip below the RMS floor)")
+    return np.stack(mels), np.asarray(starts, np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# MIDI -> audio
+
+
+def find_soundfont() -> str | None:
+    env = os.environ.get("MUSICGAN_SOUNDFONT")
+    for path in ((env,) if env else ()) + SOUNDFONT_CANDIDATES:
+        if path and Path(path).is_file():
+            return path
+    return None
+
+
+def synth_backend() -> str:
+    """``fluidsynth`` when the binary and a GM soundfont exist, else ``sine``."""
+    if os.environ.get("MUSICGAN_SYNTH") == "sine":
+        return "sine"
+    return "fluidsynth" if shutil.which("fluidsynth") and find_soundfont() else "sine"
+
+
+def render_midi(midi_path: str | Path, sample_rate_hz: int, backend: str | None = None) -> np.ndarray:
+    """Render a MIDI file to mono float32 audio."""
+    backend = backend or synth_backend()
+    if backend == "fluidsynth":
+        import soundfile as sf
+
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "out.wav"
+            subprocess.run(
+                ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(sample_rate_hz), "-F", str(wav),
+                 find_soundfont(), str(midi_path)],
+                check=True, capture_output=True, timeout=300,
+            )
+            y, _ = sf.read(wav, dtype="float32", always_2d=True)
+        return y.mean(axis=1)
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(str(midi_path))
+    y = pm.synthesize(fs=sample_rate_hz)
+    peak = float(np.abs(y).max()) if y.size else 0.0
+    return (0.5 * y / peak if peak > 0 else y).astype(np.float32)
+
+
+def render_cached(midi_paths: list[Path], cache_dir: Path, sample_rate_hz: int, progress: bool = True) -> list[Path]:
+    """Render each MIDI file once into ``cache_dir`` as WAV (in parallel Ray tasks); returns WAV paths."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    wavs = [cache_dir / (p.stem + ".wav") for p in midi_paths]
+    todo = [(m, w) for m, w in zip(midi_paths, wavs) if not w.exists()]
+    if todo:
+        import ray
+
+        from musicgan.data.corpus import _progress
+        from musicgan.ray_utils import ensure_ray
+
+        ensure_ray()
+        task = ray.remote(num_cpus=1)(_render_to_wav)
+        pending = [task.remote(str(m), str(w), sample_rate_hz) for m, w in todo]
+        with _progress(len(todo), f"rendering audio ({synth_backend()})", progress) as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                ray.get(done)
+                bar.update(1)
+    return [w for w in wavs if w.exists()]
+
+
+def _render_to_wav(midi_path: str, wav_path: str, sample_rate_hz: int) -> None:
+    import soundfile as sf
+
+    y = render_midi(midi_path, sample_rate_hz)
+    tmp = Path(wav_path).with_name(f".{Path(wav_path).name}.tmp-{os.getpid()}.wav")
+    sf.write(tmp, y, sample_rate_hz, subtype="PCM_16")
+    os.replace(tmp, wav_path)
