@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
+import symusic
 
 from musicgan.config import FeatureConfig
-
-VALID_DENOMINATORS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class BadInput(Exception):
@@ -27,7 +27,11 @@ class BadInput(Exception):
 
 @dataclass
 class FileResult:
-    """What one MIDI file gave: phrases ``[N, tracks, steps, pitches]`` plus bookkeeping."""
+    """What one MIDI file gave: phrases plus bookkeeping.
+
+    ``phrases`` is time-major, ``[N, steps, tracks, pitches]``: that is how the roll is built, and
+    the shards store it so; readers transpose to ``[N, tracks, steps, pitches]`` when they decode.
+    """
 
     phrases: np.ndarray
     start_bars: np.ndarray
@@ -40,8 +44,6 @@ class FileResult:
 
 def parse_midi(data: bytes, fc: FeatureConfig):
     """Parse MIDI bytes with symusic; any parser complaint becomes :class:`BadInput`."""
-    import symusic
-
     if len(data) == 0:
         raise BadInput("empty file (0 bytes)")
     if len(data) > fc.max_file_bytes:
@@ -56,19 +58,17 @@ def parse_midi(data: bytes, fc: FeatureConfig):
 
 def bar_steps_of(score, fc: FeatureConfig) -> int:
     """Steps per bar of the first time signature; absurd signatures are :class:`BadInput`."""
-    sigs = score.time_signatures
-    for ts in sigs:
-        if not (1 <= ts.numerator <= 64) or ts.denominator not in VALID_DENOMINATORS:
-            raise BadInput(f"invalid time signature {ts.numerator}/{ts.denominator}")
-    if len(sigs) == 0:
+    first = None
+    for ts in score.time_signatures:  # usually one; a plain loop beats numpy's set-up cost here
+        num, den = ts.numerator, ts.denominator
+        if not (1 <= num <= 64 and 1 <= den <= 64 and den & (den - 1) == 0):
+            raise BadInput(f"invalid time signature {num}/{den}")
+        first = first or (num, den)
+    if first is None:
         return fc.steps_per_bar
-    first = sigs[0]
-    steps = fc.steps_per_bar * first.numerator / first.denominator
+    steps = fc.steps_per_bar * first[0] / first[1]
     if steps != int(steps) or steps < 1:
-        raise BadInput(
-            f"time signature {first.numerator}/{first.denominator} does not fit a grid of "
-            f"{fc.steps_per_bar} steps per bar"
-        )
+        raise BadInput(f"time signature {first[0]}/{first[1]} does not fit a grid of {fc.steps_per_bar} steps per bar")
     return int(steps)
 
 
@@ -83,76 +83,159 @@ def track_groups(score, fc: FeatureConfig) -> list[list]:
     return groups
 
 
-def score_to_roll(score, fc: FeatureConfig) -> np.ndarray:
-    """Full-length roll ``[tracks, steps, 128]`` (all pitches; cropping happens per phrase)."""
+def note_steps(score, fc: FeatureConfig):
+    """Every note as grid steps: ``(track, start_step, end_step, pitch)`` arrays, plus the length in steps."""
     tpq = int(score.ticks_per_quarter)
     if tpq <= 0:
         raise BadInput(f"invalid ticks per quarter note ({tpq})")
     groups = track_groups(score, fc)
     if not any(groups):
         raise BadInput("no notes")
-    steps_per_quarter = fc.steps_per_bar // 4
-    tracks, starts, ends, pitches = [], [], [], []
-    for i, group in enumerate(groups):
+    times, durations, pitches, counts = [], [], [], []
+    for group in groups:
         for track in group:
             notes = track.notes.numpy()
-            t0 = notes["time"].astype(np.int64)
-            # step = floor(tick * steps_per_quarter / tpq), in integers: no float can move a note
-            starts.append(t0 * steps_per_quarter // tpq)
-            ends.append((t0 + notes["duration"]) * steps_per_quarter // tpq)
+            times.append(notes["time"])
+            durations.append(notes["duration"])
             pitches.append(notes["pitch"])
-            tracks.append(np.full(len(t0), i, np.int64))
-    s, e = np.concatenate(starts), np.concatenate(ends)
-    n_steps = int(e.max(initial=0))
+        counts.append(sum(t.note_num() for t in group))
+    track, start, end, pitch, n_steps = _to_steps(
+        np.concatenate(times), np.concatenate(durations), np.concatenate(pitches),
+        np.asarray(counts, np.int64), fc.steps_per_bar // 4, tpq)
     if n_steps > fc.max_steps_per_file:
         raise BadInput(f"too long ({n_steps} steps > max_steps_per_file {fc.max_steps_per_file})")
-    if s.size and s.min() < 0:
+    if n_steps < 0:
         raise BadInput("negative note time")
-    lens = np.maximum(e - s, 0)
-    # One fancy-index write for every (track, step, pitch) cell any note covers.
-    total = int(lens.sum())
-    within = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-    roll = np.zeros((len(groups), n_steps, 128), bool)
-    roll[np.repeat(np.concatenate(tracks), lens), np.repeat(s, lens) + within,
-         np.repeat(np.concatenate(pitches), lens)] = True
-    return roll
+    return track, start, end, pitch, n_steps
 
 
-def cut_phrases(roll: np.ndarray, bar_steps: int, fc: FeatureConfig) -> FileResult:
-    """Cut a full roll into phrases on downbeats, once per transposition, cropped to the pitch range.
+@numba.njit(cache=True, nogil=True)
+def _to_steps(time, duration, pitch, counts, steps_per_quarter, tpq):  # pragma: no cover (jitted)
+    """Ticks -> grid steps, ``floor(tick * steps_per_quarter / tpq)`` in integers so no float can
+    move a note; notes shorter than one step vanish, as in pretty_midi's ``get_piano_roll``.
+    Returns ``n_steps = -1`` for a negative time."""
+    n = time.shape[0]
+    track_out = np.empty(n, np.int64)
+    start_out = np.empty(n, np.int64)
+    end_out = np.empty(n, np.int64)
+    pitch_out = np.empty(n, np.int64)
+    kept, n_steps, i = 0, 0, 0
+    for t in range(counts.shape[0]):
+        for _ in range(counts[t]):
+            t0 = np.int64(time[i])
+            s = t0 * steps_per_quarter // tpq
+            e = (t0 + np.int64(duration[i])) * steps_per_quarter // tpq
+            if t0 < 0:
+                return track_out[:0], start_out[:0], end_out[:0], pitch_out[:0], -1
+            if e > s:
+                track_out[kept], start_out[kept], end_out[kept], pitch_out[kept] = t, s, e, pitch[i]
+                kept += 1
+                n_steps = max(n_steps, e)
+            i += 1
+    return track_out[:kept], start_out[:kept], end_out[:kept], pitch_out[:kept], n_steps
 
-    Works from per-step summaries (sounding or not, lowest and highest pitch) so that only the
-    phrases that are kept are ever copied, whatever the file's length.
+
+@numba.njit(cache=True, nogil=True)
+def _fill_band(track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi):  # pragma: no cover (jitted)
+    """Roll ``[steps, tracks, band]`` plus per-step summaries, in one pass over the notes' cells."""
+    roll = np.zeros((n_steps, n_tracks, band_hi - band_lo), np.bool_)
+    active = np.zeros(n_steps, np.bool_)
+    outside = np.zeros(n_steps, np.bool_)
+    low = np.full(n_steps, 1 << 20, np.int64)
+    high = np.full(n_steps, -1, np.int64)
+    for i in range(start.shape[0]):
+        p = pitch[i]
+        if p < band_lo or p >= band_hi:
+            for k in range(start[i], end[i]):
+                outside[k] = True
+            continue
+        q = p - band_lo
+        t = track[i]
+        for k in range(start[i], end[i]):
+            roll[k, t, q] = True
+            active[k] = True
+            if q < low[k]:
+                low[k] = q
+            if q > high[k]:
+                high[k] = q
+    return roll, active, outside, low, high
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_stats(starts, length, active, outside, low, high):  # pragma: no cover (jitted)
+    """Per window: sounding steps, whether an out-of-band note sounds, lowest and highest pitch."""
+    n = starts.shape[0]
+    n_active = np.zeros(n, np.int64)
+    any_outside = np.zeros(n, np.bool_)
+    win_low = np.full(n, 1 << 20, np.int64)
+    win_high = np.full(n, -1, np.int64)
+    for w in range(n):
+        for k in range(starts[w], starts[w] + length):
+            n_active[w] += active[k]
+            any_outside[w] |= outside[k]
+            win_low[w] = min(win_low[w], low[k])
+            win_high[w] = max(win_high[w], high[k])
+    return n_active, any_outside, win_low, win_high
+
+
+@numba.njit(cache=True, nogil=True)
+def _roll_and_windows(track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi, starts, length):  # pragma: no cover
+    roll, active, outside, low, high = _fill_band(track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi)
+    return (roll,) + _window_stats(starts, length, active, outside, low, high)
+
+
+def fill_roll(n_tracks: int, n_steps: int, track, start, end, pitch, pitch_low: int, pitch_high: int) -> np.ndarray:
+    """Time-major binary roll ``[steps, tracks, pitch_high - pitch_low]``; notes outside the range are left out."""
+    return _fill_band(track, start, end, pitch, n_steps, n_tracks, pitch_low, pitch_high)[0]
+
+
+def score_to_roll(score, fc: FeatureConfig) -> np.ndarray:
+    """Full-length roll ``[tracks, steps, 128]`` over all pitches (for tests and plotting)."""
+    track, start, end, pitch, n_steps = note_steps(score, fc)
+    return fill_roll(fc.n_tracks, n_steps, track, start, end, pitch, 0, 128).transpose(1, 0, 2)
+
+
+def cut_phrases(n_steps: int, bar_steps: int, notes, fc: FeatureConfig) -> FileResult:
+    """Phrases on downbeats, once per transposition, cropped to the pitch range.
+
+    The roll is built once over the band of pitches any transposition can use; notes outside
+    that band only mark their steps, so a phrase touching them is dropped. Only kept phrases
+    are copied, whatever the file's length.
     """
-    length = fc.steps_per_phrase
-    n_tracks, n_steps, _ = roll.shape
-    hop = fc.hop_bars * bar_steps
-    empty = FileResult(np.zeros((0, n_tracks, length, fc.n_pitches), bool), np.zeros(0, np.int32),
-                       np.zeros(0, np.int8), n_steps)
+    track, start, end, pitch = notes
+    length, n_tracks, n_pitches = fc.steps_per_phrase, fc.n_tracks, fc.n_pitches
+    result = FileResult(np.zeros((0, length, n_tracks, n_pitches), bool), np.zeros(0, np.int32),
+                        np.zeros(0, np.int8), n_steps)
     if n_steps < length:
-        return empty
-    starts = np.arange(0, n_steps - length + 1, hop)
-    sounding = roll.any(axis=0)  # [steps, 128]
-    active = sounding.any(axis=1)
-    low = np.where(active, sounding.argmax(axis=1), 999)
-    high = np.where(active, 127 - sounding[:, ::-1].argmax(axis=1), -1)
-    active_count = np.concatenate([[0], np.cumsum(active)])
-    dense = (active_count[starts + length] - active_count[starts]) >= fc.min_active_fraction * length
-    win_low = np.lib.stride_tricks.sliding_window_view(low, length)[starts].min(axis=1)
-    win_high = np.lib.stride_tricks.sliding_window_view(high, length)[starts].max(axis=1)
-    result = FileResult(*(x for x in (empty.phrases, empty.start_bars, empty.transposes)), n_steps)
+        return result
+    band_lo = max(fc.pitch_low - max(fc.transpose), 0)
+    band_hi = min(fc.pitch_high - min(fc.transpose), 128)
+    starts = np.arange(0, n_steps - length + 1, fc.hop_bars * bar_steps)
+    roll, n_active, any_outside, win_low, win_high = _roll_and_windows(
+        track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi, starts, length)
+    dense = n_active >= fc.min_active_fraction * length
     result.phrases_too_sparse = int((~dense).sum()) * len(fc.transpose)
+    ok = dense & ~any_outside  # a note outside every transposition's range sinks the phrase
     out, bars, shifts = [], [], []
     for shift in fc.transpose:
-        lo, hi = fc.pitch_low - shift, fc.pitch_high - shift  # source pitches that land in range
-        fits = dense & (win_low >= lo) & (win_high < hi)
+        lo = fc.pitch_low - shift - band_lo  # band index of the lowest source pitch that lands in range
+        fits = ok & (win_low >= lo) & (win_high < lo + n_pitches) if lo >= 0 and lo + n_pitches <= roll.shape[2] \
+            else np.zeros_like(ok)
         result.phrases_out_of_range += int((dense & ~fits).sum())
         if fits.any():
-            out.extend(roll[:, st : st + length, lo:hi] for st in starts[fits])
+            # Windows are equally spaced rows of the time-major roll: a strided view holds them all
+            # without copying (as numpy's sliding_window_view does); a copy happens only to drop some.
+            hop_stride = (starts[1] - starts[0]) * roll.strides[0] if len(starts) > 1 else roll.strides[0]
+            windows = np.ndarray((len(starts), length) + roll.shape[1:], bool, roll, 0,
+                                 (hop_stride,) + roll.strides)  # same as as_strided, without its set-up cost
+            taken = windows[..., lo : lo + n_pitches]
+            if not fits.all():
+                taken = taken[fits]
+            out.append(taken)  # [n, length, tracks, pitches]
             bars.append(starts[fits] // bar_steps)
             shifts.append(np.full(int(fits.sum()), shift, np.int8))
     if out:
-        result.phrases = np.stack(out)
+        result.phrases = np.concatenate(out) if len(out) > 1 else out[0]
         result.start_bars = np.concatenate(bars).astype(np.int32)
         result.transposes = np.concatenate(shifts)
     return result
@@ -167,16 +250,15 @@ def midi_to_phrases(data: bytes, fc: FeatureConfig) -> FileResult:
     if mspq.size and (mspq.min() < 60_000 or mspq.max() > 12_000_000):
         # Outside 5..1000 qpm. The grid is in ticks, so tempo cannot break the roll: keep the file.
         warnings.append("absurd tempo ignored (the step grid is tempo-free)")
-    roll = score_to_roll(score, fc)
-    result = cut_phrases(roll, bar_steps, fc)
+    track, start, end, pitch, n_steps = note_steps(score, fc)
+    result = cut_phrases(n_steps, bar_steps, (track, start, end, pitch), fc)
     result.warnings = warnings
     return result
 
 
 def pianoroll_of_file(data: bytes, fc: FeatureConfig) -> np.ndarray:
     """Full-length ``[tracks, steps, pitch_high - pitch_low]`` roll (for tests and plotting)."""
-    score = parse_midi(data, fc)
-    return score_to_roll(score, fc)[..., fc.pitch_low : fc.pitch_high]
+    return score_to_roll(parse_midi(data, fc), fc)[..., fc.pitch_low : fc.pitch_high]
 
 
 # ---------------------------------------------------------------------------------------------
