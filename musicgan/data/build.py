@@ -129,14 +129,15 @@ def _empty_stats(fc: FeatureConfig) -> dict:
 
 
 def _pianoroll_stats(stats: dict, phrases: np.ndarray, fc: FeatureConfig) -> None:
-    n, t, steps, pitches = phrases.shape
+    """Accumulate per-track statistics of time-major phrases ``[n, steps, tracks, pitches]``."""
+    n, steps, t, pitches = phrases.shape
     stats["phrases"] += n
-    sounding = phrases.any(axis=3)  # [n, t, steps]
-    bars = sounding.reshape(n, t, fc.bars, fc.steps_per_bar).any(axis=3)
-    per_pitch = phrases.sum(axis=(0, 2))  # [t, pitches]
+    sounding = phrases.any(axis=3)  # [n, steps, t]
+    bars = sounding.reshape(n, fc.bars, fc.steps_per_bar, t).any(axis=2)  # [n, bars, t]
+    per_pitch = phrases.sum(axis=(0, 1))  # [t, pitches]
     for i in range(t):
-        stats["active_steps"][i] += int(sounding[:, i].sum())
-        stats["empty_bars"][i] += int((~bars[:, i]).sum())
+        stats["active_steps"][i] += int(sounding[..., i].sum())
+        stats["empty_bars"][i] += int((~bars[..., i]).sum())
         for j in np.flatnonzero(per_pitch[i]):
             stats["pitch_hist"][i][fc.pitch_low + j] += int(per_pitch[i, j])
 

@@ -19,7 +19,7 @@ from pathlib import Path
 EMBEDDED_MIDI_SOURCES = ("bach", "folk")
 SATB = ("soprano", "alto", "tenor", "bass")
 FOLK_COLLECTIONS = ("essenFolksong", "oneills1850", "ryansMammoth")
-CONVERTER_VERSION = 1  # bump when the conversion changes what it writes
+CONVERTER_VERSION = 2  # bump when the conversion changes what it writes
 
 
 def cache_root() -> Path:
@@ -102,10 +102,10 @@ def _score_to_midi_bytes(score, parts, names: list[str]) -> bytes:
         raise ValueError(f"expected {len(parts)} voices with notes, found {len(tracks)}")
     for t, name in zip(tracks, names):
         t.name = name
+    pad_ticks = int(round(pad_quarters * sc.ticks_per_quarter))
     out = sc.copy()
-    out.tracks = tracks
-    if pad_quarters:
-        out = out.shift_time(int(round(pad_quarters * out.ticks_per_quarter)))
+    # Only the notes move: tempo and meter stay at time 0, which is now a downbeat.
+    out.tracks = [t.shift_time(pad_ticks) for t in tracks] if pad_ticks else tracks
     return out.dumps_midi()
 
 

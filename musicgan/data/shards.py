@@ -7,7 +7,8 @@ build and readers refuse it. Rows:
 =============  =========  ==============================================================
 column         type       meaning
 =============  =========  ==============================================================
-``x``          binary     pianoroll: ``np.packbits`` of bool ``[tracks, steps, pitches]``;
+``x``          binary     pianoroll: ``np.packbits`` of bool ``[steps, tracks, pitches]`` (time-major,
+                          as the ingest builds it; decoding gives ``[tracks, steps, pitches]``);
                           mel: float16 bytes of ``[1, n_mels, frames]`` (dB)
 ``label``      string     source corpus or folder name (for conditioning)
 ``source``     string     the file the example came from
@@ -58,7 +59,8 @@ def split_of(source: str, val_fraction: float) -> str:
 
 
 def encode_pianoroll(phrases: np.ndarray) -> list[bytes]:
-    flat = np.packbits(phrases.reshape(len(phrases), -1).astype(bool), axis=1)
+    """Time-major phrases ``[N, steps, tracks, pitches]`` -> one packed-bits blob each."""
+    flat = np.packbits(phrases.reshape(len(phrases), -1), axis=1)
     return [row.tobytes() for row in flat]
 
 
@@ -67,7 +69,7 @@ def encode_mel(mels: np.ndarray) -> list[bytes]:
 
 
 def decode_x(column, kind: str, shape: list[int]) -> np.ndarray:
-    """The ``x`` column (list/array of bytes) -> float32 ``[N, *shape]``."""
+    """The ``x`` column (list/array of bytes) -> float32 ``[N, *shape]`` (``shape`` as in the manifest)."""
     n_values = int(np.prod(shape))
     if len(column) == 0:
         return np.zeros((0, *shape), np.float32)
@@ -76,7 +78,8 @@ def decode_x(column, kind: str, shape: list[int]) -> np.ndarray:
         return np.frombuffer(raw, np.float16).astype(np.float32).reshape(-1, *shape)
     packed = np.frombuffer(raw, np.uint8).reshape(len(column), -1)
     bits = np.unpackbits(packed, axis=1, count=n_values)
-    return bits.reshape(-1, *shape).astype(np.float32)
+    tracks, steps, pitches = shape
+    return bits.reshape(-1, steps, tracks, pitches).transpose(0, 2, 1, 3).astype(np.float32)
 
 
 def write_shard(loc: Location, columns: dict, row_group_rows: int) -> int:
@@ -181,15 +184,15 @@ def ray_dataset(data_dir: str, split: str | None = "train", decode_batch_rows: i
     worker: blocks stream from the shards, nothing is materialised as a whole.
     """
     import ray.data
+    from ray.data.expressions import col
 
     manifest = load_manifest(data_dir)
     locs = shard_locations(data_dir, manifest)
     fc = manifest["feature_config"]
-    ds = ray.data.read_parquet(
-        [loc.path for loc in locs], filesystem=locs[0].fs,
-        columns=["x", "label", "split", "pitch", "instrument"],
-        filter=_split_filter(split),
-    )
+    ds = ray.data.read_parquet([loc.path for loc in locs], filesystem=locs[0].fs).select_columns(
+        ["x", "label", "split", "pitch", "instrument"])
+    if split is not None:
+        ds = ds.filter(expr=col("split") == split)  # pushed down into the Parquet read
     return ds.map_batches(
         _decode_batch, fn_kwargs=dict(kind=fc["kind"], shape=manifest["example_shape"], labels=manifest["labels"]),
         batch_size=decode_batch_rows, batch_format="numpy",

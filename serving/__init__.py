@@ -1,0 +1,1 @@
+"""Ray Serve application that serves a trained musicgan generator (``serving.app:app``). See the serving issue."""
