@@ -195,3 +195,106 @@ def apply_overrides(cfg, overrides: list[str]):
         except ValueError as e:
             raise ConfigError(f"bad value for {key}: {e}") from None
     return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+@dataclass
+class ModelConfig:
+    """The GAN's architecture. Models take explicit arguments; only builders read this."""
+
+    family: str = "pianoroll"
+    """``pianoroll`` (multi-track MuseGAN-style GAN)."""
+    output: str = "monophonic"
+    """``monophonic``: each track plays one pitch or rests at each step (softmax, straight-through
+    one-hot): right for voices and melodies. ``binary``: any set of pitches (sigmoid, straight-through
+    threshold), for piano-like tracks."""
+    latent_dim: int = 64
+    """Size of the shared latent (and of the per-bar latents the temporal network makes from it)."""
+    track_latent_dim: int = 16
+    """Size of each track's own latent."""
+    channels: int = 128
+    """Width of the generator's first feature map; the critic's widths scale with it."""
+    label_dim: int = 16
+    """Size of the label embedding when the data has more than one label (conditioning)."""
+
+
+@dataclass
+class LossConfig:
+    kind: str = "wgan-gp"
+    """``wgan-gp`` (Wasserstein with gradient penalty) or ``hinge``."""
+    critic_steps: int = 2
+    """Critic (discriminator) updates per generator update."""
+    gp_weight: float = 10.0
+    """Gradient-penalty weight (wgan-gp only)."""
+
+
+@dataclass
+class OptimConfig:
+    lr_g: float = 1e-3
+    """Generator learning rate (Adam)."""
+    lr_d: float = 1e-3
+    """Critic learning rate (Adam)."""
+    beta1: float = 0.5
+    beta2: float = 0.9
+    ema_decay: float = 0.995
+    """Decay of the EMA copy of G that is sampled and served."""
+
+
+@dataclass
+class TrainConfig:
+    total_steps: int = 2000
+    """Generator steps to train for."""
+    batch_size_per_worker: int = 64
+    """Real phrases per worker per critic step."""
+    num_workers: int = 1
+    """Ray Train workers (data-parallel, DDP)."""
+    use_gpu: bool = False
+    cpus_per_worker: float = 0.5
+    """CPU request per Train worker; below 1 so Ray Data's read tasks still get a core on small machines."""
+    precision: str = "fp32"
+    """``fp32`` or ``bf16`` (autocast; for GPU presets)."""
+    checkpoint_every_steps: int = 200
+    """Report a checkpoint every this many generator steps."""
+    eval_every_steps: int = 200
+    """Compute metrics, write TensorBoard/CSV and sample files every this many steps."""
+    eval_samples: int = 256
+    """Generated phrases per evaluation."""
+    max_failures: int = 2
+    """Worker-group restarts allowed (Ray Train FailureConfig)."""
+    seed: int = 0
+    shuffle_buffer_rows: int = 2048
+    """Ray Data local shuffle buffer, in rows."""
+    threads_per_worker: int = 0
+    """torch intra-op threads per worker; 0 = cpus_per_worker rounded up."""
+
+
+@dataclass
+class Config:
+    """The whole run: what the CLI resolves, Ray Train receives, and checkpoints carry."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "cpu"
+    """The preset this config started from (informational)."""
+
+    def validate(self) -> "Config":
+        if self.model.family != "pianoroll":
+            raise ConfigError(f"model.family must be 'pianoroll', not {self.model.family!r}")
+        if self.model.output not in ("monophonic", "binary"):
+            raise ConfigError(f"model.output must be 'monophonic' or 'binary', not {self.model.output!r}")
+        if self.loss.kind not in ("wgan-gp", "hinge"):
+            raise ConfigError(f"loss.kind must be 'wgan-gp' or 'hinge', not {self.loss.kind!r}")
+        if self.loss.critic_steps < 1:
+            raise ConfigError("loss.critic_steps must be at least 1")
+        if self.train.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"train.precision must be 'fp32' or 'bf16', not {self.train.precision!r}")
+        for name in ("total_steps", "batch_size_per_worker", "num_workers", "checkpoint_every_steps",
+                     "eval_every_steps"):
+            if getattr(self.train, name) < 1:
+                raise ConfigError(f"train.{name} must be at least 1")
+        return self

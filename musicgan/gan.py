@@ -1,0 +1,166 @@
+"""The GAN loop, pure PyTorch: no Ray import, testable on a CPU with a tiny model.
+
+Each phase is a function returning ``dict[str, float]``: :func:`critic_step`, :func:`generator_step`.
+:func:`train` runs them for a number of generator steps and reports through a callback, so the same
+loop runs under Ray Train (where the callback calls ``ray.train.report``), in a plain process, or
+in a test.
+
+G and D may be wrapped in separate ``DistributedDataParallel`` modules. The G step runs the critic
+unwrapped with its parameters frozen, so no D gradient is all-reduced there; the critic step runs G
+unwrapped under ``no_grad``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from musicgan.config import Config
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if hasattr(module, "module") else module
+
+
+@dataclass
+class GAN:
+    g: nn.Module
+    d: nn.Module
+    g_ema: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    step: int = 0
+
+
+def make_gan(g: nn.Module, d: nn.Module, cfg: Config) -> GAN:
+    o = cfg.optim
+    g_ema = copy.deepcopy(unwrap(g)).eval().requires_grad_(False)
+    opt_g = torch.optim.Adam(g.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2))
+    return GAN(g, d, g_ema, opt_g, opt_d)
+
+
+def _autocast(cfg: Config, device: torch.device):
+    if cfg.train.precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def critic_step(gan: GAN, real: torch.Tensor, labels: torch.Tensor | None, cfg: Config) -> dict[str, float]:
+    """One critic update on a real batch and as many generated phrases."""
+    g = unwrap(gan.g)
+    b = real.shape[0]
+    with torch.no_grad(), _autocast(cfg, real.device):
+        z, zt = g.sample_latents(b, device=real.device)
+        fake = g(z, zt, labels).float()
+    with _autocast(cfg, real.device):
+        scores = gan.d(torch.cat([real, fake]), None if labels is None else torch.cat([labels, labels])).float()
+    d_real, d_fake = scores[:b], scores[b:]
+    out: dict[str, float] = {}
+    if cfg.loss.kind == "wgan-gp":
+        alpha = torch.rand(b, 1, 1, 1, device=real.device)
+        mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        # The penalty needs a double backward; it stays in fp32 for stability.
+        grad = torch.autograd.grad(gan.d(mixed, labels).sum(), mixed, create_graph=True)[0]
+        gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        loss = d_fake.mean() - d_real.mean() + cfg.loss.gp_weight * gp
+        out["gp"] = gp.item()
+        out["wasserstein"] = (d_real.mean() - d_fake.mean()).item()
+    else:
+        loss = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
+    gan.opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    gan.opt_d.step()
+    out.update(d_loss=loss.item(), d_real=d_real.mean().item(), d_fake=d_fake.mean().item())
+    return out
+
+
+def generator_step(gan: GAN, batch_size: int, labels: torch.Tensor | None, cfg: Config,
+                   device: torch.device) -> dict[str, float]:
+    """One generator update against the current critic."""
+    d = unwrap(gan.d)
+    d.requires_grad_(False)
+    try:
+        with _autocast(cfg, device):
+            z, zt = unwrap(gan.g).sample_latents(batch_size, device=device)
+            fake = gan.g(z, zt, labels)
+            loss = -d(fake, labels).float().mean()
+        gan.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        gan.opt_g.step()
+    finally:
+        d.requires_grad_(True)
+    return {"g_loss": loss.item()}
+
+
+@torch.no_grad()
+def ema_update(g_ema: nn.Module, g: nn.Module, decay: float) -> None:
+    for p_ema, p in zip(g_ema.parameters(), unwrap(g).parameters()):
+        p_ema.lerp_(p.detach(), 1 - decay)
+    for b_ema, b in zip(g_ema.buffers(), unwrap(g).buffers()):
+        b_ema.copy_(b)
+
+
+Batch = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def train(gan: GAN, batches: Iterator[Batch], cfg: Config, on_step: Callable[[int, dict[str, float]], None],
+          device: torch.device | None = None) -> GAN:
+    """Run generator steps from ``gan.step`` to ``cfg.train.total_steps``.
+
+    ``batches`` yields ``(real, labels)`` forever. After each generator step, ``on_step(step,
+    metrics)`` gets the 1-based step count and the averaged phase metrics; it may checkpoint,
+    evaluate or report.
+    """
+    device = device or torch.device("cpu")
+    gan.g.train()
+    gan.d.train()
+    while gan.step < cfg.train.total_steps:
+        sums: dict[str, float] = {}
+        for _ in range(cfg.loss.critic_steps):
+            real, labels = next(batches)
+            for k, v in critic_step(gan, real, labels, cfg).items():
+                sums[k] = sums.get(k, 0.0) + v / cfg.loss.critic_steps
+        sums.update(generator_step(gan, real.shape[0], labels, cfg, device))
+        ema_update(gan.g_ema, gan.g, cfg.optim.ema_decay)
+        gan.step += 1
+        on_step(gan.step, sums)
+    return gan
+
+
+@torch.no_grad()
+def generate(g: nn.Module, n: int, seed: int, labels: torch.Tensor | None = None, temperature: float = 0.0,
+             batch_size: int = 256) -> torch.Tensor:
+    """Binary rolls ``[n, tracks, steps, pitches]`` from a generator (use the EMA copy).
+
+    ``temperature`` 0 takes the most likely pitch (or threshold 0.5 for binary output); above 0
+    it samples from the softened distribution. The same seed gives the same rolls.
+    """
+    g = unwrap(g)
+    was_training = g.training
+    g.eval()
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, n, batch_size):
+        m = min(batch_size, n - i)
+        z, zt = g.sample_latents(m, generator=gen)
+        lab = None if labels is None else labels[i : i + m]
+        logits = g.logits(z, zt, lab)
+        if g.output == "monophonic":
+            if temperature > 0:
+                probs = torch.softmax(logits / temperature, -1)
+                idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=gen).view(probs.shape[:-1])
+            else:
+                idx = logits.argmax(-1)
+            roll = torch.nn.functional.one_hot(idx, logits.shape[-1])[..., : g.n_pitches]
+        else:
+            probs = torch.sigmoid(logits)
+            roll = (torch.rand(probs.shape, generator=gen) < probs) if temperature > 0 else probs > 0.5
+        out.append(roll.bool())
+    g.train(was_training)
+    return torch.cat(out)

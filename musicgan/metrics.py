@@ -1,0 +1,292 @@
+"""Music-quality metrics for pianoroll phrases: offline, no downloaded weights.
+
+Every function takes binary rolls ``[N, tracks, steps, pitches]`` (numpy, any dtype; > 0 means
+sounding) plus the grid, and returns plain floats or per-track lists. Definitions:
+
+- **EB** empty-bar rate: fraction of (phrase, bar) pairs in which a track plays nothing.
+- **UPC** used pitch classes: distinct pitch classes a track uses in a bar, averaged over the bars
+  in which it plays.
+- **QN** qualified-note rate: fraction of notes lasting at least ``min_note_steps`` steps. On the
+  default 16-steps-per-bar grid that is 2 steps, an eighth note. A note is a maximal run of one
+  pitch (the roll has no onsets, so a repeated pitch counts as one longer note).
+- **polyphony**: fraction of sounding steps at which at least ``min_pitches`` (3) distinct pitches
+  sound across all tracks (a chord).
+- **pitch range**: per track, highest minus lowest pitch in a phrase, in semitones, averaged over
+  the phrases in which the track plays.
+- **in-scale**: fraction of sounding (step, pitch) cells inside the best-fitting diatonic (major /
+  natural minor) scale of their phrase.
+- **TD** tonal distance (Harte et al., 2006): per bar, the Euclidean distance between two tracks'
+  6-D tonal centroids, averaged over bars where both play; one value per track pair.
+- **diversity**: mean pairwise Hamming distance among generated phrases divided by the same among
+  real phrases (1.0 = as varied as the data; near 0 = mode collapse).
+- **Fréchet music-statistics distance (FMD)**: Fréchet distance between Gaussians fitted to the
+  per-phrase statistics vector of :func:`statistics_vector` for real and generated phrases.
+- **originality / copies**: fraction of generated phrases whose nearest training phrase shares more
+  than 90% of its sounding cells (``|g & t| / max(|g|, |t|) > 0.9``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DIATONIC = np.array([0, 2, 4, 5, 7, 9, 11])
+MIN_NOTE_STEPS = 2
+CHORD_PITCHES = 3
+COPY_OVERLAP = 0.9
+
+
+def _bool(rolls) -> np.ndarray:
+    rolls = np.asarray(rolls)
+    return rolls if rolls.dtype == bool else rolls > 0
+
+
+def chroma(rolls: np.ndarray, pitch_low: int) -> np.ndarray:
+    """``[..., pitches]`` -> ``[..., 12]`` counts per pitch class."""
+    n_p = rolls.shape[-1]
+    out = np.zeros(rolls.shape[:-1] + (12,), np.float64)
+    for pc in range(12):
+        idx = [i for i in range(n_p) if (pitch_low + i) % 12 == pc]
+        out[..., pc] = rolls[..., idx].sum(-1)
+    return out
+
+
+def bars_view(rolls: np.ndarray, steps_per_bar: int) -> np.ndarray:
+    n, t, s, p = rolls.shape
+    return rolls.reshape(n, t, s // steps_per_bar, steps_per_bar, p)
+
+
+def empty_bar_rate(rolls, steps_per_bar: int) -> list[float]:
+    bars = bars_view(_bool(rolls), steps_per_bar).any(axis=(3, 4))  # [N, T, bars]
+    return (~bars).mean(axis=(0, 2)).tolist()
+
+
+def used_pitch_classes(rolls, steps_per_bar: int, pitch_low: int) -> list[float]:
+    bars = bars_view(_bool(rolls), steps_per_bar)
+    pcs = chroma(bars.any(axis=3), pitch_low) > 0  # [N, T, bars, 12]
+    count = pcs.sum(-1)
+    playing = count > 0
+    return [float(count[:, t][playing[:, t]].mean()) if playing[:, t].any() else 0.0 for t in range(count.shape[1])]
+
+
+def note_lengths(track_rolls: np.ndarray) -> np.ndarray:
+    """Lengths (in steps) of every note in ``[N, steps, pitches]``: maximal runs of one pitch."""
+    r = _bool(track_rolls).astype(np.int8)
+    padded = np.pad(r, ((0, 0), (1, 1), (0, 0)))
+    d = np.diff(padded, axis=1)  # [N, steps+1, P]
+    starts = np.argwhere(d == 1)
+    ends = np.argwhere(d == -1)
+    # argwhere sorts by (n, step, pitch); sort both by (n, pitch, step) so runs pair up
+    so = np.lexsort((starts[:, 1], starts[:, 2], starts[:, 0]))
+    eo = np.lexsort((ends[:, 1], ends[:, 2], ends[:, 0]))
+    return ends[eo, 1] - starts[so, 1]
+
+
+def qualified_note_rate(rolls, min_note_steps: int = MIN_NOTE_STEPS) -> list[float]:
+    rolls = _bool(rolls)
+    out = []
+    for t in range(rolls.shape[1]):
+        lengths = note_lengths(rolls[:, t])
+        out.append(float((lengths >= min_note_steps).mean()) if lengths.size else 0.0)
+    return out
+
+
+def polyphony_rate(rolls, min_pitches: int = CHORD_PITCHES) -> float:
+    per_step = _bool(rolls).any(axis=1).sum(-1)  # distinct pitches sounding per step, [N, steps]
+    sounding = per_step > 0
+    return float((per_step[sounding] >= min_pitches).mean()) if sounding.any() else 0.0
+
+
+def pitch_range(rolls) -> list[float]:
+    rolls = _bool(rolls)
+    out = []
+    for t in range(rolls.shape[1]):
+        used = rolls[:, t].any(axis=1)  # [N, P]
+        playing = used.any(axis=1)
+        if not playing.any():
+            out.append(0.0)
+            continue
+        p = np.arange(used.shape[1])
+        hi = np.where(used, p, -1).max(1)
+        lo = np.where(used, p, 10**6).min(1)
+        out.append(float((hi - lo)[playing].mean()))
+    return out
+
+
+def _scale_masks() -> np.ndarray:
+    masks = np.zeros((12, 12), bool)
+    for key in range(12):
+        masks[key, (DIATONIC + key) % 12] = True
+    return masks  # natural minor keys share these seven-note sets with their relative majors
+
+
+def in_scale_rate(rolls, pitch_low: int) -> float:
+    pcs = chroma(_bool(rolls).sum(axis=(1, 2)).astype(np.float64), pitch_low)  # [N, 12] cell counts
+    total = pcs.sum(1)
+    inside = pcs @ _scale_masks().T.astype(np.float64)  # [N, 12 keys]
+    best = inside.max(1)
+    keep = total > 0
+    return float(best[keep].sum() / total[keep].sum()) if keep.any() else 0.0
+
+
+def _tonal_centroid(chroma_vec: np.ndarray) -> np.ndarray:
+    """Harte et al. (2006): project normalised chroma ``[..., 12]`` onto 6 tonal dimensions."""
+    l = np.arange(12)
+    phi = np.stack([
+        np.sin(l * 7 * np.pi / 6), np.cos(l * 7 * np.pi / 6),
+        np.sin(l * 3 * np.pi / 2), np.cos(l * 3 * np.pi / 2),
+        0.5 * np.sin(l * 2 * np.pi / 3), 0.5 * np.cos(l * 2 * np.pi / 3),
+    ])  # [6, 12]
+    norm = np.abs(chroma_vec).sum(-1, keepdims=True)
+    return (chroma_vec / np.maximum(norm, 1e-12)) @ phi.T
+
+
+def tonal_distance(rolls, steps_per_bar: int, pitch_low: int) -> dict[str, float]:
+    bars = bars_view(_bool(rolls), steps_per_bar).sum(axis=3)  # [N, T, bars, P]
+    ch = chroma(bars, pitch_low)  # [N, T, bars, 12]
+    tc = _tonal_centroid(ch)
+    playing = ch.sum(-1) > 0
+    out = {}
+    t = ch.shape[1]
+    for i in range(t):
+        for j in range(i + 1, t):
+            both = playing[:, i] & playing[:, j]
+            d = np.linalg.norm(tc[:, i] - tc[:, j], axis=-1)
+            out[f"{i}-{j}"] = float(d[both].mean()) if both.any() else 0.0
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# distribution-level metrics
+
+
+def statistics_vector(rolls, steps_per_bar: int, pitch_low: int) -> np.ndarray:
+    """The fixed per-phrase statistics vector behind FMD, ``[N, 12 + 25 + 6 * tracks + 1]``:
+
+    1. pitch-class histogram of all sounding cells (12, sums to 1);
+    2. melodic-interval histogram between consecutive notes within each track, -12..+12 semitones
+       with larger leaps clipped to the ends (25, sums to 1);
+    3. per track: sounding-step fraction, mean pitch / pitches, empty-bar rate, used pitch classes
+       per bar / 12, qualified-note rate, pitch range / pitches (6 each);
+    4. polyphony rate of the phrase (1).
+    """
+    rolls = _bool(rolls)
+    n, t, s, p = rolls.shape
+    pc = chroma(rolls.sum(axis=(1, 2)).astype(np.float64), pitch_low)
+    pc /= np.maximum(pc.sum(1, keepdims=True), 1)
+    iv = np.zeros((n, 25))
+    per_track = np.zeros((n, t, 6))
+    pitches = np.arange(p)
+    for k in range(t):
+        r = rolls[:, k]  # [N, S, P]
+        sounding = r.any(-1)
+        top = np.where(sounding, np.where(r, pitches, -1).max(-1), -1)  # highest pitch per step
+        for i in range(n):
+            seq = top[i][top[i] >= 0]
+            if seq.size > 1:
+                change = np.diff(seq)
+                change = change[change != 0]
+                np.add.at(iv[i], np.clip(change, -12, 12) + 12, 1)
+        per_track[:, k, 0] = sounding.mean(1)
+        cells = r.sum((1, 2))
+        per_track[:, k, 1] = np.where(cells > 0, (r * pitches).sum((1, 2)) / np.maximum(cells, 1), 0) / p
+        one = rolls[:, k : k + 1]
+        bars = bars_view(one, steps_per_bar)
+        per_track[:, k, 2] = (~bars.any(axis=(3, 4))).mean(axis=(1, 2))
+        bar_pcs = (chroma(bars.any(axis=3), pitch_low) > 0).sum(-1)[:, 0]  # [N, bars]
+        played = bar_pcs > 0
+        per_track[:, k, 3] = np.where(played.any(1), bar_pcs.sum(1) / np.maximum(played.sum(1), 1), 0) / 12
+        for i in range(n):
+            lengths = note_lengths(r[i : i + 1])
+            per_track[i, k, 4] = (lengths >= MIN_NOTE_STEPS).mean() if lengths.size else 0.0
+        used = r.any(1)
+        hi = np.where(used, pitches, -1).max(1)
+        lo = np.where(used, pitches, p).min(1)
+        per_track[:, k, 5] = np.where(used.any(1), hi - lo, 0) / p
+    iv /= np.maximum(iv.sum(1, keepdims=True), 1)
+    per_step = rolls.any(axis=1).sum(-1)
+    sounding_steps = np.maximum((per_step > 0).sum(1), 1)
+    poly = ((per_step >= CHORD_PITCHES).sum(1) / sounding_steps)[:, None]
+    return np.concatenate([pc, iv, per_track.reshape(n, -1), poly], 1)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
+    """Fréchet distance between Gaussians fitted to the rows of ``a`` and ``b``."""
+    from scipy import linalg
+
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1 = np.cov(a, rowvar=False) + eps * np.eye(a.shape[1])
+    s2 = np.cov(b, rowvar=False) + eps * np.eye(b.shape[1])
+    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    covmean = covmean.real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def mean_pairwise_hamming(rolls, max_items: int = 512, seed: int = 0) -> float:
+    x = _bool(rolls).reshape(len(rolls), -1)
+    if len(x) > max_items:
+        x = x[np.random.default_rng(seed).choice(len(x), max_items, replace=False)]
+    f = x.astype(np.float32)
+    ones = f.sum(1)
+    dist = ones[:, None] + ones[None, :] - 2 * (f @ f.T)
+    n = len(f)
+    return float(dist[~np.eye(n, dtype=bool)].mean()) if n > 1 else 0.0
+
+
+def diversity_ratio(generated, real, max_items: int = 512) -> float:
+    real_d = mean_pairwise_hamming(real, max_items)
+    return mean_pairwise_hamming(generated, max_items) / real_d if real_d > 0 else 0.0
+
+
+def copy_rate(generated, train, overlap: float = COPY_OVERLAP, chunk: int = 2048) -> float:
+    """Fraction of generated phrases with a training phrase sharing more than ``overlap`` of its cells."""
+    g = _bool(generated).reshape(len(generated), -1).astype(np.float32)
+    g_cells = g.sum(1)
+    best = np.zeros(len(g))
+    tr = _bool(train).reshape(len(train), -1)
+    for i in range(0, len(tr), chunk):
+        t = tr[i : i + chunk].astype(np.float32)
+        shared = g @ t.T  # [G, chunk]
+        denom = np.maximum(np.maximum(g_cells[:, None], t.sum(1)[None, :]), 1)
+        best = np.maximum(best, (shared / denom).max(1))
+    return float((best > overlap).mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
+
+
+def phrase_metrics(rolls, steps_per_bar: int, pitch_low: int, track_names: list[str]) -> dict[str, float]:
+    """Per-set metrics as a flat dict (per-track values are averaged, and also given per track)."""
+    eb = empty_bar_rate(rolls, steps_per_bar)
+    upc = used_pitch_classes(rolls, steps_per_bar, pitch_low)
+    qn = qualified_note_rate(rolls)
+    pr = pitch_range(rolls)
+    td = tonal_distance(rolls, steps_per_bar, pitch_low)
+    out = {
+        "EB": float(np.mean(eb)), "UPC": float(np.mean(upc)), "QN": float(np.mean(qn)),
+        "polyphony": polyphony_rate(rolls), "pitch_range": float(np.mean(pr)),
+        "in_scale": in_scale_rate(rolls, pitch_low), "TD": float(np.mean(list(td.values()))) if td else 0.0,
+    }
+    for i, name in enumerate(track_names):
+        out[f"EB/{name}"], out[f"UPC/{name}"], out[f"QN/{name}"], out[f"pitch_range/{name}"] = eb[i], upc[i], qn[i], pr[i]
+    for pair, v in td.items():
+        i, j = (int(x) for x in pair.split("-"))
+        out[f"TD/{track_names[i]}-{track_names[j]}"] = v
+    return out
+
+
+def compare(generated, real, train, steps_per_bar: int, pitch_low: int, track_names: list[str],
+            untrained: np.ndarray | None = None) -> dict:
+    """Everything ``musicgan evaluate`` reports: per-set metrics for both, plus the distribution metrics."""
+    gen_m = phrase_metrics(generated, steps_per_bar, pitch_low, track_names)
+    real_m = phrase_metrics(real, steps_per_bar, pitch_low, track_names)
+    real_stats = statistics_vector(real, steps_per_bar, pitch_low)
+    result = {
+        "generated": gen_m, "real": real_m,
+        "FMD": frechet_distance(statistics_vector(generated, steps_per_bar, pitch_low), real_stats),
+        "diversity": diversity_ratio(generated, real),
+        "copies": copy_rate(generated, train) if train is not None and len(train) else None,
+    }
+    if untrained is not None:
+        result["FMD_untrained"] = frechet_distance(statistics_vector(untrained, steps_per_bar, pitch_low), real_stats)
+    return result

@@ -1,0 +1,160 @@
+"""The multi-track pianoroll GAN: a MuseGAN-family generator and critic, in plain PyTorch.
+
+Shapes: a phrase is ``[tracks, steps, pitches]`` with ``steps = bars * steps_per_bar``.
+
+Generator (MuseGAN's hybrid model, made compact for CPUs):
+- a shared latent ``z`` and one latent per track;
+- a temporal network turns ``z`` into one latent per bar, so consecutive bars hang together;
+- a bar generator (transposed convs over time x pitch, tracks as output channels) renders every
+  bar from ``[bar latent, z, track latents, label embedding]``;
+- ``monophonic`` output: per track and step a softmax over pitches plus a rest, made one-hot with a
+  straight-through estimator (forward: hard; backward: the softmax's gradient), so the critic sees
+  the same kind of roll as the data. ``binary`` output thresholds sigmoids the same way.
+
+Critic: a pitch-time stream (tracks as channels), a chroma stream (pitch classes, which carry the
+harmony) and an onset stream, joined per bar and then over the phrase. No batch norm (WGAN-GP
+penalises per-sample gradients). Labels enter by projection (Miyato & Koyama, 2018).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def straight_through_onehot(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Hard one-hot of the argmax in the forward pass; the softmax's gradient in the backward pass."""
+    soft = torch.softmax(logits / temperature, dim=-1)
+    hard = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
+    return hard + soft - soft.detach()
+
+
+def straight_through_threshold(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    soft = torch.sigmoid(logits)
+    return (soft > threshold).to(soft.dtype) + soft - soft.detach()
+
+
+class Generator(nn.Module):
+    def __init__(self, n_tracks: int, n_bars: int, steps_per_bar: int, n_pitches: int, latent_dim: int = 64,
+                 track_latent_dim: int = 16, channels: int = 128, n_labels: int = 1, label_dim: int = 16,
+                 output: str = "monophonic"):
+        super().__init__()
+        if steps_per_bar % 4 or n_pitches % 12:
+            raise ValueError("the generator needs steps_per_bar divisible by 4 and pitches divisible by 12")
+        self.n_tracks, self.n_bars, self.steps_per_bar, self.n_pitches = n_tracks, n_bars, steps_per_bar, n_pitches
+        self.latent_dim, self.track_latent_dim, self.output = latent_dim, track_latent_dim, output
+        self.n_labels = n_labels
+        self.label = nn.Embedding(n_labels, label_dim) if n_labels > 1 else None
+        cond = label_dim if n_labels > 1 else 0
+        # temporal network: z -> one latent per bar
+        self.temporal = nn.Sequential(
+            nn.Linear(latent_dim + cond, 256), nn.LayerNorm(256), nn.ReLU(),
+            nn.Linear(256, n_bars * latent_dim),
+        )
+        bar_in = 2 * latent_dim + n_tracks * track_latent_dim + cond
+        c = channels
+        self.t0, self.p0 = steps_per_bar // 4, n_pitches // 12  # first feature map: (time/4, pitch/12)
+        self.fc = nn.Sequential(nn.Linear(bar_in, c * self.t0 * self.p0), nn.BatchNorm1d(c * self.t0 * self.p0),
+                                nn.ReLU())
+
+        def up(cin, cout, k, s):
+            return nn.Sequential(nn.ConvTranspose2d(cin, cout, k, s), nn.BatchNorm2d(cout), nn.ReLU())
+
+        self.body = nn.Sequential(
+            up(c, c // 2, (2, 1), (2, 1)),           # time x2
+            up(c // 2, c // 2, (2, 1), (2, 1)),      # time x2 -> steps_per_bar
+            up(c // 2, c // 4, (1, 3), (1, 3)),      # pitch x3
+        )
+        self.pitch_head = nn.ConvTranspose2d(c // 4, n_tracks, (1, 4), (1, 4))  # pitch x4 -> n_pitches
+        self.rest_head = nn.Conv2d(c // 4, n_tracks, (1, 3 * self.p0))           # one rest logit per step
+
+    def logits(self, z: torch.Tensor, z_tracks: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-activation output ``[B, tracks, steps, pitches (+1 rest if monophonic)]``."""
+        b = z.shape[0]
+        cond = [self.label(labels)] if self.label is not None else []
+        bars = self.temporal(torch.cat([z] + cond, 1)).view(b, self.n_bars, self.latent_dim)
+        per_bar = torch.cat([
+            bars,
+            z[:, None].expand(b, self.n_bars, self.latent_dim),
+            z_tracks.reshape(b, 1, -1).expand(b, self.n_bars, -1),
+        ] + [c[:, None].expand(b, self.n_bars, -1) for c in cond], 2).reshape(b * self.n_bars, -1)
+        h = self.fc(per_bar).view(b * self.n_bars, -1, self.t0, self.p0)
+        h = self.body(h)  # [B*bars, c/4, steps_per_bar, pitches/4]
+        pitch = self.pitch_head(h)  # [B*bars, tracks, steps_per_bar, pitches]
+        if self.output == "monophonic":
+            rest = self.rest_head(h)  # [B*bars, tracks, steps_per_bar, 1]
+            pitch = torch.cat([pitch, rest], 3)
+        # [B, bars, tracks, steps_per_bar, P] -> [B, tracks, bars*steps_per_bar, P]
+        out = pitch.view(b, self.n_bars, self.n_tracks, self.steps_per_bar, -1).permute(0, 2, 1, 3, 4)
+        return out.reshape(b, self.n_tracks, self.n_bars * self.steps_per_bar, -1)
+
+    def forward(self, z, z_tracks, labels=None) -> torch.Tensor:
+        """A roll the critic can take: hard values forward, soft gradients backward."""
+        logits = self.logits(z, z_tracks, labels)
+        if self.output == "monophonic":
+            return straight_through_onehot(logits)[..., : self.n_pitches]
+        return straight_through_threshold(logits)
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None, device=None):
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        zt = torch.randn(n, self.n_tracks, self.track_latent_dim, generator=generator, device=device)
+        return z, zt
+
+
+class Critic(nn.Module):
+    def __init__(self, n_tracks: int, n_bars: int, steps_per_bar: int, n_pitches: int, channels: int = 128,
+                 n_labels: int = 1):
+        super().__init__()
+        c = max(channels // 2, 8)
+        self.n_bars, self.steps_per_bar, self.n_pitches = n_bars, steps_per_bar, n_pitches
+        act = nn.LeakyReLU(0.2)
+        beat = steps_per_bar // 4
+        # pitch-time stream: collapse pitch (octave-sized kernels), then time down to bars
+        self.pitch_time = nn.Sequential(
+            nn.Conv2d(n_tracks, c, (1, 12), (1, 12)), act,              # [c, steps, P/12]
+            nn.Conv2d(c, c, (1, n_pitches // 12)), act,                  # [c, steps, 1]
+            nn.Conv2d(c, 2 * c, (beat, 1), (beat, 1)), act,             # [2c, beats, 1]
+            nn.Conv2d(2 * c, 2 * c, (4, 1), (4, 1)), act,               # [2c, bars, 1]
+        )
+        # chroma stream: pitch classes per step, summed over octaves
+        self.chroma = nn.Sequential(
+            nn.Conv1d(n_tracks * 12, c, beat, beat), act,               # [c, beats]
+            nn.Conv1d(c, c, 4, 4), act,                                  # [c, bars]
+        )
+        # onset stream: where notes start, per track
+        self.onset = nn.Sequential(
+            nn.Conv1d(n_tracks, c // 2, beat, beat), act,
+            nn.Conv1d(c // 2, c // 2, 4, 4), act,
+        )
+        joined = 2 * c + c + c // 2
+        self.phrase = nn.Sequential(nn.Conv1d(joined, 2 * c, 1), act, nn.Conv1d(2 * c, 2 * c, n_bars), act)
+        self.out = nn.Linear(2 * c, 1)
+        self.embed = nn.Embedding(n_labels, 2 * c) if n_labels > 1 else None
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        b, t, steps, p = x.shape
+        h1 = self.pitch_time(x).squeeze(3)                                      # [B, 2c, bars]
+        chroma = x.view(b, t, steps, p // 12, 12).sum(3)                        # [B, t, steps, 12]
+        h2 = self.chroma(chroma.permute(0, 1, 3, 2).reshape(b, t * 12, steps))  # [B, c, bars]
+        sounding = x.amax(3)                                                     # [B, t, steps]
+        # a step starts a note when its pitch differs from the previous step's
+        change = (x[:, :, 1:] - x[:, :, :-1]).abs().amax(3)
+        onsets = torch.cat([sounding[:, :, :1], change], 2)
+        h3 = self.onset(onsets)
+        h = self.phrase(torch.cat([h1, h2, h3], 1)).squeeze(2)                 # [B, 2c]
+        score = self.out(h).squeeze(1)
+        if self.embed is not None and labels is not None:
+            score = score + (self.embed(labels) * h).sum(1)
+        return score
+
+
+def build_models(model_cfg, example_shape: list[int], bars: int, n_labels: int) -> tuple[Generator, Critic]:
+    """Builder: the only place that reads the model config."""
+    n_tracks, steps, n_pitches = example_shape
+    steps_per_bar = steps // bars
+    g = Generator(n_tracks, bars, steps_per_bar, n_pitches, latent_dim=model_cfg.latent_dim,
+                  track_latent_dim=model_cfg.track_latent_dim, channels=model_cfg.channels, n_labels=n_labels,
+                  label_dim=model_cfg.label_dim, output=model_cfg.output)
+    d = Critic(n_tracks, bars, steps_per_bar, n_pitches, channels=model_cfg.channels, n_labels=n_labels)
+    return g, d
