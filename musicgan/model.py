@@ -23,16 +23,28 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class _StraightThrough(torch.autograd.Function):
+    """Forward: exactly ``hard`` (``hard + soft - soft`` would round to 0.99999994). Backward: into ``soft``."""
+
+    @staticmethod
+    def forward(ctx, hard, soft):
+        return hard
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, grad
+
+
 def straight_through_onehot(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Hard one-hot of the argmax in the forward pass; the softmax's gradient in the backward pass."""
     soft = torch.softmax(logits / temperature, dim=-1)
     hard = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
-    return hard + soft - soft.detach()
+    return _StraightThrough.apply(hard, soft)
 
 
 def straight_through_threshold(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     soft = torch.sigmoid(logits)
-    return (soft > threshold).to(soft.dtype) + soft - soft.detach()
+    return _StraightThrough.apply((soft > threshold).to(soft.dtype), soft)
 
 
 class Generator(nn.Module):

@@ -1,0 +1,78 @@
+"""``musicgan evaluate``: a checkpoint's generated phrases against the held-out data, as a table and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musicgan import metrics as M
+from musicgan.checkpoint import CheckpointError, find_latest, load_generator
+from musicgan.gan import generate
+from musicgan.model import build_models
+
+# The quality bar of the training issue: relative tolerance per metric, or a bound.
+TARGETS = {"QN": 0.15, "UPC": 0.15, "EB": 0.15, "polyphony": 0.15, "in_scale": 0.15, "TD": 0.15}
+FMD_RATIO_MAX, DIVERSITY_MIN, COPIES_MAX = 0.25, 0.8, 0.01
+
+
+def evaluate(checkpoint: str, data_dir: str, n: int = 1000, seed: int = 0, json_path: str | None = None) -> dict:
+    from musicgan.data.shards import ShardReader, load_manifest
+
+    path = find_latest(checkpoint)
+    g, cfg, data, meta = load_generator(path)
+    manifest = load_manifest(data_dir)
+    if manifest["feature_hash"] != data["feature_hash"]:
+        raise CheckpointError(f"{path} was trained on features {data['feature_hash']}, but {data_dir} has "
+                              f"{manifest['feature_hash']}: evaluate against the data it was trained on")
+    spb, low, names = data["steps_per_bar"], data["pitch_low"], data["track_names"]
+    val = ShardReader(data_dir, split="val").arrays(max_rows=n)["x"] > 0
+    train = ShardReader(data_dir, split="train").arrays()["x"] > 0
+    generated = generate(g, n, seed=seed).numpy()
+    torch.manual_seed(cfg.train.seed)
+    untrained_g, _ = build_models(cfg.model, data["example_shape"], data["bars"], len(data["labels"]))
+    untrained = generate(untrained_g, n, seed=seed).numpy()
+
+    res = M.compare(generated, val, train, spb, low, names, untrained=untrained)
+    res["training_set"] = M.phrase_metrics(train[:n], spb, low, names)
+    res["FMD_ratio"] = res["FMD"] / res["FMD_untrained"] if res["FMD_untrained"] else None
+    checks = {}
+    for k, tol in TARGETS.items():
+        real, gen = res["real"][k], res["generated"][k]
+        rel = abs(gen - real) / abs(real) if real else (0.0 if gen == 0 else float("inf"))
+        checks[k] = {"real": real, "generated": gen, "relative_difference": rel, "target": f"within {tol:.0%}",
+                     "ok": rel <= tol}
+    checks["FMD_ratio"] = {"value": res["FMD_ratio"], "target": f"<= {FMD_RATIO_MAX}",
+                           "ok": res["FMD_ratio"] is not None and res["FMD_ratio"] <= FMD_RATIO_MAX}
+    checks["diversity"] = {"value": res["diversity"], "target": f">= {DIVERSITY_MIN}", "ok": res["diversity"] >= DIVERSITY_MIN}
+    checks["copies"] = {"value": res["copies"], "target": f"< {COPIES_MAX:.0%}", "ok": res["copies"] < COPIES_MAX}
+    report = {"checkpoint": str(path), "step": meta["step"], "data": str(data_dir), "n": n, "seed": seed,
+              "grid": f"{spb} steps per bar; a qualified note lasts >= {M.MIN_NOTE_STEPS} steps (an eighth)",
+              "metrics": res, "checks": checks, "passed": all(c["ok"] for c in checks.values())}
+    out = Path(json_path) if json_path else path / "evaluation.json"
+    out.write_text(json.dumps(report, indent=2, default=float))
+    report["json_path"] = str(out)
+    return report
+
+
+def table_text(report: dict) -> str:
+    m, checks = report["metrics"], report["checks"]
+    lines = [f"evaluate: {report['checkpoint']} (step {report['step']}), {report['n']} generated phrases vs held-out data",
+             f"  grid: {report['grid']}",
+             f"  {'metric':<12}{'held-out':>10}{'generated':>11}{'training':>10}{'rel.diff':>10}  target",]
+    for k in ("QN", "UPC", "EB", "polyphony", "in_scale", "TD", "pitch_range"):
+        c = checks.get(k)
+        rel = f"{c['relative_difference']:.1%}" if c and np.isfinite(c["relative_difference"]) else "-"
+        mark = ("ok" if c["ok"] else "MISS") + f"  {c['target']}" if c else ""
+        lines.append(f"  {k:<12}{m['real'][k]:>10.3f}{m['generated'][k]:>11.3f}{m['training_set'][k]:>10.3f}"
+                     f"{rel:>10}  {mark}")
+    for k, label in (("FMD_ratio", "FMD / untrained"), ("diversity", "diversity"), ("copies", "copies")):
+        c = checks[k]
+        v = c["value"]
+        lines.append(f"  {label:<22}{(f'{v:.3f}' if v is not None else '-'):>11}{'':>20}  "
+                     f"{'ok' if c['ok'] else 'MISS'}  {c['target']}")
+    lines.append(f"  FMD {m['FMD']:.3f}, untrained {m['FMD_untrained']:.3f}")
+    lines.append(f"  all targets met: {'yes' if report['passed'] else 'no'}    JSON: {report['json_path']}")
+    return "\n".join(lines)

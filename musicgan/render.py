@@ -1,0 +1,138 @@
+"""Generated rolls -> things people use: MIDI (pretty_midi), pianoroll PNGs, WAV, and metric plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from musicgan.config import FeatureConfig, from_dict
+
+TRACK_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+
+
+def feature_config(data: dict) -> FeatureConfig:
+    return from_dict(FeatureConfig, data["feature_config"])
+
+
+def to_midi(roll: np.ndarray, data: dict, tempo_qpm: float = 90.0):
+    from musicgan.data.pianoroll import roll_to_pretty_midi
+
+    return roll_to_pretty_midi(roll, feature_config(data), tempo_qpm=tempo_qpm)
+
+
+def midi_bytes(pm) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    pm.write(buf)
+    return buf.getvalue()
+
+
+def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None, title: str | None = None,
+                  columns: int = 4) -> bytes:
+    """A grid of phrases, one colour per track, barlines drawn; returns PNG bytes (and writes ``path``)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    rolls = np.asarray(rolls) > 0
+    n = len(rolls)
+    cols = min(columns, n)
+    rows = (n + cols - 1) // cols
+    fc = feature_config(data)
+    steps, pitches = rolls.shape[2], rolls.shape[3]
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows + 0.6), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= n:
+            ax.axis("off")
+            continue
+        img = np.ones((pitches, steps, 3))
+        for t in range(rolls.shape[1]):
+            colour = matplotlib.colors.to_rgb(TRACK_COLOURS[t % len(TRACK_COLOURS)])
+            img[rolls[i, t].T] = colour
+        ax.imshow(img, origin="lower", aspect="auto", interpolation="nearest")
+        for b in range(1, steps // fc.steps_per_bar):
+            ax.axvline(b * fc.steps_per_bar - 0.5, color="0.6", lw=0.6)
+        for c in range(0, pitches, 12):
+            if (fc.pitch_low + c) % 12 == 0:
+                ax.axhline(c - 0.5, color="0.85", lw=0.4)
+    handles = [Patch(color=TRACK_COLOURS[t % len(TRACK_COLOURS)], label=name) for t, name in enumerate(fc.track_names)]
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title, y=0.02, fontsize=8)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.94))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    png = buf.getvalue()
+    if path is not None:
+        Path(path).write_bytes(png)
+    return png
+
+
+def wav_bytes(pm, sample_rate_hz: int = 16_000) -> bytes:
+    """Audio of a PrettyMIDI object (FluidSynth when installed, else sine tones), as 16-bit WAV bytes."""
+    import io
+    import tempfile
+
+    import soundfile as sf
+
+    from musicgan.data.audio import render_midi
+
+    with tempfile.NamedTemporaryFile(suffix=".mid") as f:
+        pm.write(f.name)
+        y = render_midi(f.name, sample_rate_hz)
+    buf = io.BytesIO()
+    sf.write(buf, y, sample_rate_hz, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def write_samples(rolls: np.ndarray, data: dict, out_dir: str | Path, wav: bool = True, prefix: str = "sample") -> list[Path]:
+    """One MIDI (and WAV) per phrase plus one PNG of them all. Returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, roll in enumerate(rolls):
+        pm = to_midi(roll, data)
+        path = out / f"{prefix}_{i:03d}.mid"
+        pm.write(str(path))
+        written.append(path)
+        if wav:
+            wpath = out / f"{prefix}_{i:03d}.wav"
+            wpath.write_bytes(wav_bytes(pm))
+            written.append(wpath)
+    png = out / f"{prefix}s.png"
+    pianoroll_png(rolls[:16], data, png)
+    written.append(png)
+    return written
+
+
+def metric_plot(rows: list[dict], keys: list[str], path: str | Path, title: str = "") -> None:
+    """Lines of ``keys`` against ``step`` from a list of metric rows (the run's CSV)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in keys if any(k in r for r in rows)]
+    fig, axes = plt.subplots(len(keys), 1, figsize=(6, 1.8 * max(len(keys), 1)), sharex=True, squeeze=False)
+    for ax, k in zip(axes[:, 0], keys):
+        pts = [(r["step"], r[k]) for r in rows if r.get(k) not in (None, "")]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.plot(xs, [float(y) for y in ys], marker=".", lw=1)
+        ax.set_ylabel(k, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("generator step")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,280 @@
+"""Ray Train glue for the GAN loop in :mod:`musicgan.gan`. Every Ray call of training lives here.
+
+The driver (:func:`fit`) builds a ``TorchTrainer`` over the shards; each worker runs
+:func:`train_func`: build G and D, wrap each in its own DDP, restore the latest checkpoint if the
+run has one, stream its shard of the data, and run the loop. Rank 0 evaluates, writes TensorBoard,
+CSV, samples and plots into the run directory, and hands a checkpoint to ``ray.train.report`` every
+``checkpoint_every_steps``; every rank reports at the same steps (``report`` is a barrier).
+
+A run is named by its directory, so re-running the same command resumes it, and
+``FailureConfig(max_failures)`` restarts a failed worker group from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musicgan import checkpoint as ckpt
+from musicgan import metrics as M
+from musicgan.config import Config, ConfigError, from_dict, to_dict
+from musicgan.gan import generate, make_gan, train
+from musicgan.model import build_models
+
+QUALITY_KEYS = ("QN", "UPC", "EB", "polyphony", "in_scale", "TD", "pitch_range")
+
+
+class Evaluator:
+    """Rank 0's view of the held-out data; turns a generator into a flat dict of metrics."""
+
+    def __init__(self, data_dir: str, data: dict, n_samples: int, max_real: int = 1000, max_train: int = 3000):
+        from musicgan.data.shards import ShardReader
+
+        self.data, self.n = data, n_samples
+        self.val = ShardReader(data_dir, split="val").arrays(max_rows=max_real)["x"] > 0
+        if len(self.val) < 8:  # tiny builds may hold out nothing: fall back to training phrases
+            self.val = ShardReader(data_dir, split=None).arrays(max_rows=max_real)["x"] > 0
+        self.train = ShardReader(data_dir, split="train").arrays(max_rows=max_train)["x"] > 0
+
+    def __call__(self, g) -> dict[str, float]:
+        fake = generate(g, self.n, seed=1234).numpy()
+        d = self.data
+        res = M.compare(fake, self.val[: max(self.n, 64)], self.train, d["steps_per_bar"], d["pitch_low"], d["track_names"])
+        out = {"FMD": res["FMD"], "diversity": res["diversity"], "copies": res["copies"]}
+        out.update({f"gen/{k}": res["generated"][k] for k in QUALITY_KEYS})
+        out.update({f"real/{k}": res["real"][k] for k in QUALITY_KEYS})
+        return out, fake
+
+
+class RunLog:
+    """Rank 0's files in the run directory: metrics.csv, TensorBoard events, samples, plots."""
+
+    def __init__(self, run_dir: Path, data: dict, resume_step: int):
+        from tensorboardX import SummaryWriter
+
+        self.dir, self.data = run_dir, data
+        self.csv = run_dir / "metrics.csv"
+        self.rows = self._read_rows(resume_step)
+        self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+
+    def _read_rows(self, resume_step: int) -> list[dict]:
+        if not self.csv.exists():
+            return []
+        with self.csv.open() as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        self._write(rows)  # a resumed run drops rows past its checkpoint: no duplicate steps
+        return rows
+
+    def _write(self, rows: list[dict]) -> None:
+        keys = sorted({k for r in rows for k in r} - {"step"})
+        tmp = self.csv.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, ["step"] + keys)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, self.csv)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            if v is not None and isinstance(v, (int, float)) and math.isfinite(v):
+                self.tb.add_scalar(k, v, step)
+        self.rows.append({"step": step, **{k: v for k, v in metrics.items() if v is not None}})
+        self._write(self.rows)
+        self.tb.flush()
+
+    def samples(self, step: int, fake: np.ndarray) -> None:
+        from musicgan.render import pianoroll_png, to_midi
+
+        out = self.dir / "samples" / f"step_{step:06d}"
+        out.mkdir(parents=True, exist_ok=True)
+        for i in range(min(4, len(fake))):
+            to_midi(fake[i], self.data).write(str(out / f"sample_{i}.mid"))
+        pianoroll_png(fake[:8], self.data, out / "pianoroll.png", title=f"step {step}")
+
+    def plots(self) -> None:
+        from musicgan.render import metric_plot
+
+        metric_plot(self.rows, ["d_loss", "g_loss", "wasserstein"], self.dir / "losses.png", "losses")
+        metric_plot(self.rows, ["FMD", "diversity", "gen/QN", "gen/UPC", "copies"], self.dir / "metrics.png", "metrics")
+
+
+def _threads(cfg: Config) -> int:
+    return cfg.train.threads_per_worker or max(1, math.ceil(cfg.train.cpus_per_worker))
+
+
+def train_func(config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    cfg = from_dict(Config, config["cfg"])
+    data, run_dir = config["data"], Path(config["run_dir"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(_threads(cfg))
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.train.seed)  # same initial weights everywhere (DDP also broadcasts rank 0's)
+
+    n_labels = len(data["labels"])
+    g, d = build_models(cfg.model, data["example_shape"], data["bars"], n_labels)
+    g, d = g.to(device), d.to(device)
+    if world > 1:
+        # Separate DDP modules for G and D; BatchNorm buffers stay per rank (FIELD-NOTES: GAN + DDP).
+        g = ray.train.torch.prepare_model(g, parallel_strategy_kwargs={"broadcast_buffers": False})
+        d = ray.train.torch.prepare_model(d, parallel_strategy_kwargs={"broadcast_buffers": False})
+    gan = make_gan(g, d, cfg)
+
+    restored = ray.train.get_checkpoint()
+    if restored:
+        with restored.as_directory() as path:
+            ckpt.restore(path, gan)
+    if rank != 0 or not restored:
+        torch.manual_seed(cfg.train.seed + 7919 * rank + gan.step)  # distinct, reproducible noise per rank
+
+    shard = ray.train.get_dataset_shard("train")
+    bs = cfg.train.batch_size_per_worker
+
+    def batches():
+        while True:
+            got = 0
+            for b in shard.iter_torch_batches(batch_size=bs, local_shuffle_buffer_size=cfg.train.shuffle_buffer_rows,
+                                              drop_last=True, device=device):
+                got += 1
+                yield b["x"], (b["label"] if n_labels > 1 else None)
+            if got == 0:
+                raise RuntimeError(f"worker {rank} received no full batch of {bs}; lower batch_size_per_worker")
+
+    evaluator = log = None
+    if rank == 0:
+        evaluator = Evaluator(config["data_dir"], data, cfg.train.eval_samples)
+        log = RunLog(run_dir, data, gan.step)
+    t_start, step_start = time.time(), gan.step
+    untrained_fmd = config.get("untrained_fmd")
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        t = cfg.train
+        last = step == t.total_steps
+        if rank == 0 and (step % 10 == 0 or step == step_start + 1 or last):
+            rate = (step - step_start) / max(time.time() - t_start, 1e-9)
+            eta = (t.total_steps - step) / max(rate, 1e-9)
+            print(f"[musicgan] step {step}/{t.total_steps}  d_loss {metrics['d_loss']:+.3f}  "
+                  f"g_loss {metrics['g_loss']:+.3f}  {rate:.2f} steps/s  eta {eta / 60:.1f} min", flush=True)
+        report = dict(metrics, step=step)
+        if rank == 0 and (step % t.eval_every_steps == 0 or last):
+            quality, fake = evaluator(gan.g_ema)
+            report.update(quality)
+            if untrained_fmd:
+                report["FMD_untrained"] = untrained_fmd
+                report["FMD_ratio"] = quality["FMD"] / untrained_fmd
+            log.log(step, report)
+            log.samples(step, fake)
+            log.plots()
+            print(f"[musicgan] eval @ {step}: FMD {quality['FMD']:.3f}  diversity {quality['diversity']:.2f}  "
+                  f"QN {quality['gen/QN']:.2f} (real {quality['real/QN']:.2f})  "
+                  f"UPC {quality['gen/UPC']:.2f} (real {quality['real/UPC']:.2f})", flush=True)
+        if step % t.checkpoint_every_steps == 0 or last:
+            name = f"checkpoint_{step:06d}"
+            if rank == 0:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = ckpt.save(Path(tmp) / name, gan, cfg, data)
+                    ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(str(path)),
+                                     checkpoint_dir_name=name)
+            else:
+                ray.train.report(report, checkpoint=None, checkpoint_dir_name=name)
+
+    train(gan, batches(), cfg, on_step, device)
+
+
+def untrained_fmd(cfg: Config, data: dict, data_dir: str) -> float:
+    """FMD of the generator before any training (same seed, same architecture): the yardstick."""
+    torch.manual_seed(cfg.train.seed)
+    g, _ = build_models(cfg.model, data["example_shape"], data["bars"], len(data["labels"]))
+    ev = Evaluator(data_dir, data, cfg.train.eval_samples, max_train=0)
+    fake = generate(g, cfg.train.eval_samples, seed=1234).numpy()
+    real = ev.val[: max(cfg.train.eval_samples, 64)]
+    return M.frechet_distance(M.statistics_vector(fake, data["steps_per_bar"], data["pitch_low"]),
+                              M.statistics_vector(real, data["steps_per_bar"], data["pitch_low"]))
+
+
+def fit(cfg: Config, data_dir: str, run_dir: str):
+    """Train (or resume) the run in ``run_dir`` on the shards in ``data_dir``; returns Ray's Result."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from musicgan.data.shards import load_manifest, ray_dataset
+    from musicgan.ray_utils import ensure_ray
+
+    manifest = load_manifest(data_dir)
+    if manifest["kind"] != "pianoroll":
+        raise ConfigError(f"{data_dir} holds {manifest['kind']} features; model.family {cfg.model.family} needs pianoroll")
+    data = ckpt.data_info(manifest)
+    per_worker = manifest["counts"]["train_examples"] // cfg.train.num_workers
+    if per_worker < cfg.train.batch_size_per_worker:
+        raise ConfigError(f"{manifest['counts']['train_examples']} training phrases are too few for "
+                          f"{cfg.train.num_workers} workers x batch {cfg.train.batch_size_per_worker}")
+    run = Path(run_dir).resolve()
+    run.mkdir(parents=True, exist_ok=True)
+    _check_same_run(run, cfg, data)
+    (run / "config.json").write_text(json.dumps({"config": to_dict(cfg), "data": data, "data_dir": str(data_dir)},
+                                                indent=2))
+    ensure_ray()
+    trainer = TorchTrainer(
+        train_func,
+        train_loop_config={"cfg": to_dict(cfg), "data": data, "data_dir": str(Path(data_dir).resolve()),
+                           "run_dir": str(run), "untrained_fmd": untrained_fmd(cfg, data, data_dir)},
+        scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
+                                     resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
+        datasets={"train": ray_dataset(data_dir, split="train")},
+        run_config=RunConfig(name=run.name, storage_path=str(run.parent),
+                             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=3)),
+    )
+    return trainer.fit()
+
+
+def _check_same_run(run: Path, cfg: Config, data: dict) -> None:
+    """Resuming a run with other data or another architecture would silently mix two runs: refuse."""
+    saved = run / "config.json"
+    if not saved.exists():
+        return
+    old = json.loads(saved.read_text())
+    if old["data"]["feature_hash"] != data["feature_hash"]:
+        raise ConfigError(f"{run} was trained on data with feature hash {old['data']['feature_hash']}, "
+                          f"not {data['feature_hash']}; use another --run-dir")
+    if old["config"]["model"] != to_dict(cfg)["model"]:
+        raise ConfigError(f"{run} holds a run with another model config; use another --run-dir")
+
+
+def summary_text(result, run_dir: str) -> str:
+    """The one-screen summary at the end of ``musicgan train``."""
+    run = Path(run_dir)
+    rows = RunLog.__new__(RunLog)
+    rows.csv = run / "metrics.csv"
+    last = {}
+    if rows.csv.exists():
+        with rows.csv.open() as f:
+            evals = [r for r in csv.DictReader(f) if r.get("FMD")]
+        last = evals[-1] if evals else {}
+    lines = ["train: " + ("FAILED: " + str(result.error).splitlines()[0] if result.error else "done")]
+    if result.checkpoint:
+        lines.append(f"  checkpoint   {result.checkpoint.path}")
+    lines.append(f"  run dir      {run}  (metrics.csv, tensorboard/, samples/, losses.png, metrics.png)")
+    if last:
+        def f(k):
+            return f"{float(last[k]):.3f}" if last.get(k) not in (None, "") else "-"
+
+        lines.append(f"  step {last['step']}: FMD {f('FMD')} (untrained {f('FMD_untrained')}), diversity "
+                     f"{f('diversity')}, copies {f('copies')}")
+        lines.append("  metric       " + "  ".join(f"{k:>9}" for k in QUALITY_KEYS))
+        lines.append("  generated    " + "  ".join(f"{f('gen/' + k):>9}" for k in QUALITY_KEYS))
+        lines.append("  held-out     " + "  ".join(f"{f('real/' + k):>9}" for k in QUALITY_KEYS))
+    lines.append(f"  next         musicgan sample --checkpoint {run} --n 8 --out {run / 'samples' / 'final'}")
+    return "\n".join(lines)
