@@ -32,7 +32,7 @@ sysdeps:
 	fi
 
 demo: $(STAMP) sysdeps
-	$(BIN)/musicgan data build --source bach --out $(DEMO)/data/bach
+	$(BIN)/musicgan demo --out $(DEMO)
 
 test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q tests

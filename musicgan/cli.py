@@ -218,6 +218,21 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from musicgan.demo import run_demo
+
+    return run_demo(args.out, workers=args.workers, steps=args.steps, preset=args.preset)
+
+
+def add_demo_parser(sub) -> None:
+    d = sub.add_parser("demo", help="the main job on the embedded Bach chorales: data, train, sample, evaluate")
+    d.add_argument("--out", default="demo", help="where everything goes (default ./demo)")
+    d.add_argument("--workers", type=_positive, default=2, help="Ray Train workers (default 2)")
+    d.add_argument("--steps", type=_positive, default=None, help="generator steps (default: the preset's)")
+    d.add_argument("--preset", default="cpu", help="training preset (default cpu)")
+    d.set_defaults(func=cmd_demo)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musicgan",
@@ -226,6 +241,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_data_parser(sub)
     add_train_parsers(sub)
+    add_demo_parser(sub)
     return parser
 
 

@@ -219,6 +219,10 @@ class ModelConfig:
     """Width of the generator's first feature map; the critic's widths scale with it."""
     label_dim: int = 16
     """Size of the label embedding when the data has more than one label (conditioning)."""
+    time_upsample: int = 2
+    """The generator renders ``steps_per_bar / time_upsample`` steps per bar and holds each for
+    ``time_upsample`` steps. 2 = an eighth-note resolution on the 16-step grid: every generated note
+    lasts at least an eighth (Bach's chorales have under 3% shorter notes), and G does half the work."""
 
 
 @dataclass

@@ -12,7 +12,9 @@ Generator (MuseGAN's hybrid model, made compact for CPUs):
   the same kind of roll as the data. ``binary`` output thresholds sigmoids the same way.
 
 Critic: a pitch-time stream (tracks as channels), a chroma stream (pitch classes, which carry the
-harmony) and an onset stream, joined per bar and then over the phrase. No batch norm (WGAN-GP
+harmony), an onset stream, a contour stream (each voice's pitch and motion) and an interval stream
+(the interval class between every pair of voices at every step), joined per bar and then over the
+phrase. No batch norm (WGAN-GP
 penalises per-sample gradients). Labels enter by projection (Miyato & Koyama, 2018).
 """
 
@@ -50,11 +52,13 @@ def straight_through_threshold(logits: torch.Tensor, threshold: float = 0.5) -> 
 class Generator(nn.Module):
     def __init__(self, n_tracks: int, n_bars: int, steps_per_bar: int, n_pitches: int, latent_dim: int = 64,
                  track_latent_dim: int = 16, channels: int = 128, n_labels: int = 1, label_dim: int = 16,
-                 output: str = "monophonic"):
+                 output: str = "monophonic", time_upsample: int = 1):
         super().__init__()
-        if steps_per_bar % 4 or n_pitches % 12:
-            raise ValueError("the generator needs steps_per_bar divisible by 4 and pitches divisible by 12")
+        if steps_per_bar % (4 * time_upsample) or n_pitches % 12:
+            raise ValueError("the generator needs steps_per_bar divisible by 4 * time_upsample and pitches by 12")
         self.n_tracks, self.n_bars, self.steps_per_bar, self.n_pitches = n_tracks, n_bars, steps_per_bar, n_pitches
+        self.time_upsample = time_upsample
+        self.gen_steps = steps_per_bar // time_upsample  # steps per bar the network renders
         self.latent_dim, self.track_latent_dim, self.output = latent_dim, track_latent_dim, output
         self.n_labels = n_labels
         self.label = nn.Embedding(n_labels, label_dim) if n_labels > 1 else None
@@ -66,7 +70,7 @@ class Generator(nn.Module):
         )
         bar_in = 2 * latent_dim + n_tracks * track_latent_dim + cond
         c = channels
-        self.t0, self.p0 = steps_per_bar // 4, n_pitches // 12  # first feature map: (time/4, pitch/12)
+        self.t0, self.p0 = self.gen_steps // 4, n_pitches // 12  # first feature map: (time/4, pitch/12)
         self.fc = nn.Sequential(nn.Linear(bar_in, c * self.t0 * self.p0), nn.BatchNorm1d(c * self.t0 * self.p0),
                                 nn.ReLU())
 
@@ -75,11 +79,16 @@ class Generator(nn.Module):
 
         self.body = nn.Sequential(
             up(c, c // 2, (2, 1), (2, 1)),           # time x2
-            up(c // 2, c // 2, (2, 1), (2, 1)),      # time x2 -> steps_per_bar
+            up(c // 2, c // 2, (2, 1), (2, 1)),      # time x2 -> gen_steps
             up(c // 2, c // 4, (1, 3), (1, 3)),      # pitch x3
         )
         self.pitch_head = nn.ConvTranspose2d(c // 4, n_tracks, (1, 4), (1, 4))  # pitch x4 -> n_pitches
         self.rest_head = nn.Conv2d(c // 4, n_tracks, (1, 3 * self.p0))           # one rest logit per step
+        # harmony head: one pitch-class (chroma) logit vector per step, shared by every track and
+        # every octave, so all voices lean towards the same chord
+        self.harmony_head = nn.Conv2d(c // 4, 12, (1, 3 * self.p0))
+        # pitch class of each output pitch, relative to the lowest (the harmony head learns the offset)
+        self.register_buffer("pitch_classes", torch.arange(n_pitches) % 12, persistent=False)
 
     def logits(self, z: torch.Tensor, z_tracks: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Pre-activation output ``[B, tracks, steps, pitches (+1 rest if monophonic)]``."""
@@ -92,11 +101,15 @@ class Generator(nn.Module):
             z_tracks.reshape(b, 1, -1).expand(b, self.n_bars, -1),
         ] + [c[:, None].expand(b, self.n_bars, -1) for c in cond], 2).reshape(b * self.n_bars, -1)
         h = self.fc(per_bar).view(b * self.n_bars, -1, self.t0, self.p0)
-        h = self.body(h)  # [B*bars, c/4, steps_per_bar, pitches/4]
-        pitch = self.pitch_head(h)  # [B*bars, tracks, steps_per_bar, pitches]
+        h = self.body(h)  # [B*bars, c/4, gen_steps, pitches/4]
+        pitch = self.pitch_head(h)  # [B*bars, tracks, gen_steps, pitches]
+        harmony = self.harmony_head(h).squeeze(3).transpose(1, 2)  # [B*bars, gen_steps, 12]
+        pitch = pitch + harmony[:, None, :, self.pitch_classes]
         if self.output == "monophonic":
-            rest = self.rest_head(h)  # [B*bars, tracks, steps_per_bar, 1]
+            rest = self.rest_head(h)  # [B*bars, tracks, gen_steps, 1]
             pitch = torch.cat([pitch, rest], 3)
+        if self.time_upsample > 1:  # hold each rendered step
+            pitch = pitch.repeat_interleave(self.time_upsample, dim=2)
         # [B, bars, tracks, steps_per_bar, P] -> [B, tracks, bars*steps_per_bar, P]
         out = pitch.view(b, self.n_bars, self.n_tracks, self.steps_per_bar, -1).permute(0, 2, 1, 3, 4)
         return out.reshape(b, self.n_tracks, self.n_bars * self.steps_per_bar, -1)
@@ -139,7 +152,26 @@ class Critic(nn.Module):
             nn.Conv1d(n_tracks, c // 2, beat, beat), act,
             nn.Conv1d(c // 2, c // 2, 4, 4), act,
         )
-        joined = 2 * c + c + c // 2
+        # contour stream: each track's (mean) pitch per step and its step-to-step motion, so leaps
+        # and wandering voices are one small conv away
+        self.contour = nn.Sequential(
+            nn.Conv1d(3 * n_tracks, c // 2, beat, beat), act,
+            nn.Conv1d(c // 2, c // 2, 4, 4), act,
+        )
+        self.register_buffer("pitch_axis", torch.linspace(0, 1, n_pitches), persistent=False)
+        # interval stream: for every pair of tracks, which interval class (0..11 semitones mod 12)
+        # separates them at each step: the vertical harmony, as features a conv can weigh directly
+        self.pairs = [(i, j) for i in range(n_tracks) for j in range(i + 1, n_tracks)]
+        self.intervals = nn.Sequential(
+            nn.Conv1d(max(len(self.pairs), 1) * 12, c, beat, beat), act,
+            nn.Conv1d(c, c, 4, 4), act,
+        ) if self.pairs else None
+        shift = torch.zeros(12, 12, 12)  # shift[k, a, b] = 1 where b == (a + k) mod 12
+        for k in range(12):
+            for a in range(12):
+                shift[k, a, (a + k) % 12] = 1
+        self.register_buffer("shift", shift, persistent=False)
+        joined = 2 * c + c + c // 2 + c // 2 + (c if self.pairs else 0)
         self.phrase = nn.Sequential(nn.Conv1d(joined, 2 * c, 1), act, nn.Conv1d(2 * c, 2 * c, n_bars), act)
         self.out = nn.Linear(2 * c, 1)
         self.embed = nn.Embedding(n_labels, 2 * c) if n_labels > 1 else None
@@ -154,7 +186,17 @@ class Critic(nn.Module):
         change = (x[:, :, 1:] - x[:, :, :-1]).abs().amax(3)
         onsets = torch.cat([sounding[:, :, :1], change], 2)
         h3 = self.onset(onsets)
-        h = self.phrase(torch.cat([h1, h2, h3], 1)).squeeze(2)                 # [B, 2c]
+        level = (x * self.pitch_axis).sum(3) / x.sum(3).clamp_min(1.0)          # [B, t, steps], 0..1
+        motion = torch.cat([torch.zeros_like(level[:, :, :1]), level[:, :, 1:] - level[:, :, :-1]], 2)
+        h4 = self.contour(torch.cat([level, motion, sounding], 1))
+        streams = [h1, h2, h3, h4]
+        if self.intervals is not None:
+            i, j = zip(*self.pairs)
+            ci, cj = chroma[:, list(i)], chroma[:, list(j)]                     # [B, pairs, steps, 12]
+            # amount of pitch class a in track i times pitch class a+k in track j, summed over a
+            iv = torch.einsum("npsa,kac,npsc->npks", ci, self.shift, cj)        # [B, pairs, 12, steps]
+            streams.append(self.intervals(iv.reshape(b, -1, steps)))
+        h = self.phrase(torch.cat(streams, 1)).squeeze(2)                        # [B, 2c]
         score = self.out(h).squeeze(1)
         if self.embed is not None and labels is not None:
             score = score + (self.embed(labels) * h).sum(1)
@@ -167,6 +209,6 @@ def build_models(model_cfg, example_shape: list[int], bars: int, n_labels: int) 
     steps_per_bar = steps // bars
     g = Generator(n_tracks, bars, steps_per_bar, n_pitches, latent_dim=model_cfg.latent_dim,
                   track_latent_dim=model_cfg.track_latent_dim, channels=model_cfg.channels, n_labels=n_labels,
-                  label_dim=model_cfg.label_dim, output=model_cfg.output)
+                  label_dim=model_cfg.label_dim, output=model_cfg.output, time_upsample=model_cfg.time_upsample)
     d = Critic(n_tracks, bars, steps_per_bar, n_pitches, channels=model_cfg.channels, n_labels=n_labels)
     return g, d

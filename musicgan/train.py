@@ -156,6 +156,9 @@ def train_func(config: dict) -> None:
     if rank == 0:
         evaluator = Evaluator(config["data_dir"], data, cfg.train.eval_samples)
         log = RunLog(run_dir, data, gan.step)
+        with (run_dir / "events.jsonl").open("a") as f:  # one line per worker-group start: restarts are visible
+            f.write(json.dumps({"event": "start", "time": time.time(), "step": gan.step, "world_size": world,
+                                "restored": bool(restored)}) + "\n")
     t_start, step_start = time.time(), gan.step
     untrained_fmd = config.get("untrained_fmd")
 
@@ -256,11 +259,9 @@ def _check_same_run(run: Path, cfg: Config, data: dict) -> None:
 def summary_text(result, run_dir: str) -> str:
     """The one-screen summary at the end of ``musicgan train``."""
     run = Path(run_dir)
-    rows = RunLog.__new__(RunLog)
-    rows.csv = run / "metrics.csv"
     last = {}
-    if rows.csv.exists():
-        with rows.csv.open() as f:
+    if (run / "metrics.csv").exists():
+        with (run / "metrics.csv").open() as f:
             evals = [r for r in csv.DictReader(f) if r.get("FMD")]
         last = evals[-1] if evals else {}
     lines = ["train: " + ("FAILED: " + str(result.error).splitlines()[0] if result.error else "done")]
