@@ -269,7 +269,7 @@ class TrainConfig:
     max_failures: int = 2
     """Worker-group restarts allowed (Ray Train FailureConfig)."""
     seed: int = 0
-    shuffle_buffer_rows: int = 2048
+    shuffle_buffer_rows: int = 1024
     """Ray Data local shuffle buffer, in rows."""
     threads_per_worker: int = 0
     """torch intra-op threads per worker; 0 = cpus_per_worker rounded up."""

@@ -68,18 +68,22 @@ def encode_mel(mels: np.ndarray) -> list[bytes]:
     return [m.astype(np.float16).tobytes() for m in mels]
 
 
-def decode_x(column, kind: str, shape: list[int]) -> np.ndarray:
-    """The ``x`` column (list/array of bytes) -> float32 ``[N, *shape]`` (``shape`` as in the manifest)."""
+def decode_x(column, kind: str, shape: list[int], dtype=np.float32) -> np.ndarray:
+    """The ``x`` column (list/array of bytes) -> ``[N, *shape]`` (``shape`` as in the manifest).
+
+    Pianorolls may decode to ``uint8`` (0/1): a quarter of float32's bytes to move through Ray Data's
+    shuffle buffer; the training loop casts to float on its side.
+    """
     n_values = int(np.prod(shape))
     if len(column) == 0:
-        return np.zeros((0, *shape), np.float32)
+        return np.zeros((0, *shape), dtype)
     raw = b"".join(bytes(v) for v in column)
     if kind == "mel":
         return np.frombuffer(raw, np.float16).astype(np.float32).reshape(-1, *shape)
     packed = np.frombuffer(raw, np.uint8).reshape(len(column), -1)
     bits = np.unpackbits(packed, axis=1, count=n_values)
     tracks, steps, pitches = shape
-    return bits.reshape(-1, steps, tracks, pitches).transpose(0, 2, 1, 3).astype(np.float32)
+    return np.ascontiguousarray(bits.reshape(-1, steps, tracks, pitches).transpose(0, 2, 1, 3), dtype=dtype)
 
 
 def write_shard(loc: Location, columns: dict, row_group_rows: int) -> int:
@@ -170,18 +174,19 @@ def _decode_batch(batch: dict, kind: str, shape: list[int], labels: list[str]) -
     """Ray Data ``map_batches`` UDF: Parquet columns -> training tensors (numpy)."""
     label_index = {name: i for i, name in enumerate(labels)}
     return {
-        "x": decode_x(batch["x"], kind, shape),
+        "x": decode_x(batch["x"], kind, shape, dtype=np.uint8 if kind == "pianoroll" else np.float32),
         "label": np.asarray([label_index[v] for v in batch["label"]], np.int64),
         "pitch": batch["pitch"].astype(np.int64),
         "instrument": batch["instrument"].astype(np.int64),
     }
 
 
-def ray_dataset(data_dir: str, split: str | None = "train", decode_batch_rows: int = 256):
+def ray_dataset(data_dir: str, split: str | None = "train", decode_batch_rows: int = 256, shuffle_files: bool = True):
     """A streaming Ray Dataset of decoded examples.
 
     Feed it to ``iter_torch_batches(batch_size=..., local_shuffle_buffer_size=...)`` on a Train
-    worker: blocks stream from the shards, nothing is materialised as a whole.
+    worker: blocks stream from the shards, nothing is materialised as a whole. Pianorolls arrive as
+    ``uint8`` 0/1 (cast with ``.float()``), audio features as float32.
     """
     import ray.data
     from ray.data.expressions import col
@@ -189,7 +194,9 @@ def ray_dataset(data_dir: str, split: str | None = "train", decode_batch_rows: i
     manifest = load_manifest(data_dir)
     locs = shard_locations(data_dir, manifest)
     fc = manifest["feature_config"]
-    ds = ray.data.read_parquet([loc.path for loc in locs], filesystem=locs[0].fs).select_columns(
+    # Shard order is shuffled every epoch; the consumer's local shuffle buffer mixes rows within reach.
+    ds = ray.data.read_parquet([loc.path for loc in locs], filesystem=locs[0].fs,
+                               shuffle="files" if shuffle_files else None).select_columns(
         ["x", "label", "split", "pitch", "instrument"])
     if split is not None:
         ds = ds.filter(expr=col("split") == split)  # pushed down into the Parquet read
