@@ -243,15 +243,18 @@ class OptimConfig:
     """Critic learning rate (Adam)."""
     beta1: float = 0.5
     beta2: float = 0.9
-    ema_decay: float = 0.995
+    ema_decay: float = 0.998
     """Decay of the EMA copy of G that is sampled and served."""
+    lr_final_frac: float = 0.1
+    """Both learning rates decay linearly to this fraction of their start by the last step; GAN
+    metrics swing from evaluation to evaluation at a constant rate, and the decay lets them settle."""
 
 
 @dataclass
 class TrainConfig:
-    total_steps: int = 2000
+    total_steps: int = 1300
     """Generator steps to train for."""
-    batch_size_per_worker: int = 64
+    batch_size_per_worker: int = 32
     """Real phrases per worker per critic step."""
     num_workers: int = 1
     """Ray Train workers (data-parallel, DDP)."""

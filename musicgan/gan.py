@@ -120,7 +120,12 @@ def train(gan: GAN, batches: Iterator[Batch], cfg: Config, on_step: Callable[[in
     device = device or torch.device("cpu")
     gan.g.train()
     gan.d.train()
+    o = cfg.optim
     while gan.step < cfg.train.total_steps:
+        scale = 1.0 - (1.0 - o.lr_final_frac) * gan.step / max(cfg.train.total_steps - 1, 1)
+        for opt, lr in ((gan.opt_g, o.lr_g), (gan.opt_d, o.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
         sums: dict[str, float] = {}
         for _ in range(cfg.loss.critic_steps):
             real, labels = next(batches)
