@@ -45,7 +45,8 @@ class Evaluator:
             self.val = ShardReader(data_dir, split=None).arrays(max_rows=max_real)["x"] > 0
         self.train = ShardReader(data_dir, split="train").arrays(max_rows=max_train)["x"] > 0
 
-    def __call__(self, g) -> dict[str, float]:
+    def __call__(self, g) -> tuple[dict[str, float], np.ndarray]:
+        """Metrics of ``eval_samples`` phrases from ``g``, and those phrases."""
         fake = generate(g, self.n, seed=1234).numpy()
         d = self.data
         res = M.compare(fake, self.val[: max(self.n, 64)], self.train, d["steps_per_bar"], d["pitch_low"], d["track_names"])
@@ -166,7 +167,7 @@ def train_func(config: dict) -> None:
             f.write(json.dumps({"event": "start", "time": time.time(), "step": gan.step, "world_size": world,
                                 "restored": bool(restored)}) + "\n")
     t_start, step_start = time.time(), gan.step
-    untrained_fmd = config.get("untrained_fmd")
+    fmd_untrained = config.get("untrained_fmd")
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
         t = cfg.train
@@ -180,9 +181,9 @@ def train_func(config: dict) -> None:
         if rank == 0 and (step % t.eval_every_steps == 0 or last):
             quality, fake = evaluator(gan.g_ema)
             report.update(quality)
-            if untrained_fmd:
-                report["FMD_untrained"] = untrained_fmd
-                report["FMD_ratio"] = quality["FMD"] / untrained_fmd
+            if fmd_untrained:
+                report["FMD_untrained"] = fmd_untrained
+                report["FMD_ratio"] = quality["FMD"] / fmd_untrained
             log.log(step, report)
             log.samples(step, fake)
             log.plots()
