@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 import numba
 import numpy as np
 import symusic
@@ -72,35 +74,33 @@ def bar_steps_of(score, fc: FeatureConfig) -> int:
     return int(steps)
 
 
-def track_groups(score, fc: FeatureConfig) -> list[list]:
-    """Which symusic tracks feed each output track."""
-    melodic = [t for t in score.tracks if not t.is_drum and t.note_num() > 0]
-    if fc.track_mode == "merge":
-        return [melodic]
-    groups: list[list] = [[] for _ in range(fc.n_tracks)]
-    for i, track in enumerate(melodic[: fc.n_tracks]):
-        groups[i].append(track)
-    return groups
-
-
 def note_steps(score, fc: FeatureConfig):
     """Every note as grid steps: ``(track, start_step, end_step, pitch)`` arrays, plus the length in steps."""
     tpq = int(score.ticks_per_quarter)
     if tpq <= 0:
         raise BadInput(f"invalid ticks per quarter note ({tpq})")
-    groups = track_groups(score, fc)
-    if not any(groups):
-        raise BadInput("no notes")
+    # One pass over the tracks: the i-th non-drum track with notes feeds output track i (or all
+    # feed track 0 when merging); extra tracks are ignored.
     times, durations, pitches, counts = [], [], [], []
-    for group in groups:
-        n = 0
-        for track in group:
-            notes = track.notes.numpy()
-            times.append(notes["time"])
-            durations.append(notes["duration"])
-            pitches.append(notes["pitch"])
-            n += len(notes["time"])
-        counts.append(n)
+    merge, n_out = fc.track_mode == "merge", fc.n_tracks
+    for track in score.tracks:
+        if track.is_drum:
+            continue
+        notes = track.notes.numpy()
+        n = len(notes["time"])
+        if n == 0:
+            continue
+        if not merge and len(counts) == n_out:
+            break
+        times.append(notes["time"])
+        durations.append(notes["duration"])
+        pitches.append(notes["pitch"])
+        if merge and counts:
+            counts[0] += n
+        else:
+            counts.append(n)
+    if not counts:
+        raise BadInput("no notes")
     track, start, end, pitch, n_steps = _to_steps(
         np.concatenate(times), np.concatenate(durations), np.concatenate(pitches),
         np.asarray(counts, np.int64), fc.steps_per_bar // 4, tpq)
@@ -181,9 +181,28 @@ def _window_stats(starts, length, active, outside, low, high):  # pragma: no cov
 
 
 @numba.njit(cache=True, nogil=True)
-def _roll_and_windows(track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi, starts, length):  # pragma: no cover
+def _roll_and_windows(track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi, starts, length,
+                      min_active, shift_lo, n_pitches):  # pragma: no cover (jitted)
+    """The band roll, and for every (transposition, window) whether the phrase is kept.
+
+    Returns ``(roll, fits [shifts, windows], too_sparse, out_of_range)``; ``shift_lo[k]`` is the band
+    index of the lowest source pitch that transposition k maps into range (-1: none fits).
+    """
     roll, active, outside, low, high = _fill_band(track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi)
-    return (roll,) + _window_stats(starts, length, active, outside, low, high)
+    n_active, any_outside, win_low, win_high = _window_stats(starts, length, active, outside, low, high)
+    fits = np.zeros((shift_lo.shape[0], starts.shape[0]), np.bool_)
+    too_sparse, out_of_range = 0, 0
+    for w in range(starts.shape[0]):
+        dense = n_active[w] >= min_active
+        if not dense:
+            too_sparse += shift_lo.shape[0]
+            continue
+        for k in range(shift_lo.shape[0]):
+            lo = shift_lo[k]
+            ok = lo >= 0 and not any_outside[w] and win_low[w] >= lo and win_high[w] < lo + n_pitches
+            fits[k, w] = ok
+            out_of_range += not ok
+    return roll, fits, too_sparse, out_of_range
 
 
 def fill_roll(n_tracks: int, n_steps: int, track, start, end, pitch, pitch_low: int, pitch_high: int) -> np.ndarray:
@@ -206,40 +225,38 @@ def cut_phrases(n_steps: int, bar_steps: int, notes, fc: FeatureConfig) -> FileR
     """
     track, start, end, pitch = notes
     length, n_tracks, n_pitches = fc.steps_per_phrase, fc.n_tracks, fc.n_pitches
-    result = FileResult(np.zeros((0, length, n_tracks, n_pitches), bool), np.zeros(0, np.int32),
-                        np.zeros(0, np.int8), n_steps)
-    if n_steps < length:
-        return result
-    band_lo = max(fc.pitch_low - max(fc.transpose), 0)
-    band_hi = min(fc.pitch_high - min(fc.transpose), 128)
-    starts = np.arange(0, n_steps - length + 1, fc.hop_bars * bar_steps)
-    roll, n_active, any_outside, win_low, win_high = _roll_and_windows(
-        track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi, starts, length)
-    dense = n_active >= fc.min_active_fraction * length
-    result.phrases_too_sparse = int((~dense).sum()) * len(fc.transpose)
-    ok = dense & ~any_outside  # a note outside every transposition's range sinks the phrase
+    result = FileResult(None, None, None, n_steps)
     out, bars, shifts = [], [], []
-    for shift in fc.transpose:
-        lo = fc.pitch_low - shift - band_lo  # band index of the lowest source pitch that lands in range
-        fits = ok & (win_low >= lo) & (win_high < lo + n_pitches) if lo >= 0 and lo + n_pitches <= roll.shape[2] \
-            else np.zeros_like(ok)
-        result.phrases_out_of_range += int((dense & ~fits).sum())
-        if fits.any():
-            # Windows are equally spaced rows of the time-major roll: a strided view holds them all
-            # without copying (as numpy's sliding_window_view does); a copy happens only to drop some.
-            hop_stride = (starts[1] - starts[0]) * roll.strides[0] if len(starts) > 1 else roll.strides[0]
-            windows = np.ndarray((len(starts), length) + roll.shape[1:], bool, roll, 0,
-                                 (hop_stride,) + roll.strides)  # same as as_strided, without its set-up cost
-            taken = windows[..., lo : lo + n_pitches]
-            if not fits.all():
-                taken = taken[fits]
-            out.append(taken)  # [n, length, tracks, pitches]
-            bars.append(starts[fits] // bar_steps)
-            shifts.append(np.full(int(fits.sum()), shift, np.int8))
+    if n_steps >= length:
+        band_lo = max(fc.pitch_low - max(fc.transpose), 0)
+        band_hi = min(fc.pitch_high - min(fc.transpose), 128)
+        band = band_hi - band_lo
+        starts = np.arange(0, n_steps - length + 1, fc.hop_bars * bar_steps)
+        shift_lo = np.array([lo if 0 <= lo and lo + n_pitches <= band else -1
+                             for lo in (fc.pitch_low - t - band_lo for t in fc.transpose)], np.int64)
+        roll, fits, result.phrases_too_sparse, result.phrases_out_of_range = _roll_and_windows(
+            track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi, starts, length,
+            math.ceil(fc.min_active_fraction * length), shift_lo, n_pitches)
+        # Windows are equally spaced rows of the time-major roll: a strided view holds them all
+        # without copying (as numpy's sliding_window_view does); a copy happens only to drop some.
+        hop_stride = (starts[1] - starts[0]) * roll.strides[0] if len(starts) > 1 else roll.strides[0]
+        windows = np.ndarray((len(starts), length) + roll.shape[1:], bool, roll, 0, (hop_stride,) + roll.strides)
+        for k, shift in enumerate(fc.transpose):
+            keep = fits[k]
+            n_keep = int(keep.sum())
+            if n_keep:
+                lo = shift_lo[k]
+                taken = windows[..., lo : lo + n_pitches]
+                out.append(taken if n_keep == len(keep) else taken[keep])  # [n, length, tracks, pitches]
+                bars.append(starts[keep] // bar_steps)
+                shifts.append(np.full(n_keep, shift, np.int8))
     if out:
-        result.phrases = np.concatenate(out) if len(out) > 1 else out[0]
-        result.start_bars = np.concatenate(bars).astype(np.int32)
-        result.transposes = np.concatenate(shifts)
+        result.phrases = out[0] if len(out) == 1 else np.concatenate(out)
+        result.start_bars = (bars[0] if len(bars) == 1 else np.concatenate(bars)).astype(np.int32)
+        result.transposes = shifts[0] if len(shifts) == 1 else np.concatenate(shifts)
+    else:
+        result.phrases = np.zeros((0, length, n_tracks, n_pitches), bool)
+        result.start_bars, result.transposes = np.zeros(0, np.int32), np.zeros(0, np.int8)
     return result
 
 
