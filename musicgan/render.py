@@ -21,14 +21,6 @@ def to_midi(roll: np.ndarray, data: dict, tempo_qpm: float = 90.0):
     return roll_to_pretty_midi(roll, feature_config(data), tempo_qpm=tempo_qpm)
 
 
-def midi_bytes(pm) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    pm.write(buf)
-    return buf.getvalue()
-
-
 def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None, title: str | None = None,
                   columns: int = 4) -> bytes:
     """A grid of phrases, one colour per track, barlines drawn; returns PNG bytes (and writes ``path``)."""
