@@ -233,6 +233,40 @@ def add_demo_parser(sub) -> None:
     d.set_defaults(func=cmd_demo)
 
 
+def cmd_tune(args) -> int:
+    from tuning.search import command
+
+    return command(args)
+
+
+def cmd_promote(args) -> int:
+    from musicgan.registry import promote, summary_text
+
+    print(summary_text(promote(args.source, args.registry, args.name)))
+    return 0
+
+
+def add_tune_parsers(sub) -> None:
+    from tuning.search import DESCRIPTION, EPILOG, add_arguments
+
+    t = sub.add_parser("tune", help="search hyperparameters with Ray Tune (ASHA, PBT), optionally promote the best",
+                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(t)
+    t.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser(
+        "promote", help="copy a checkpoint into the model registry as a new version (what serving loads)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=("Copy a checkpoint into REGISTRY/NAME/vN (checkpoint, config, metrics, provenance) and\n"
+                     "point REGISTRY/NAME/latest at it. --from takes a search run (its best trial), a training\n"
+                     "run (its latest checkpoint) or a checkpoint folder. REGISTRY may be a pyarrow URI."),
+        epilog="example:  musicgan promote --from runs/search --registry models --name bach")
+    p.add_argument("--from", dest="source", required=True, help="search run, training run or checkpoint folder")
+    p.add_argument("--registry", default="models", help="registry folder or URI (default ./models)")
+    p.add_argument("--name", required=True, help="model name (letters, digits, . _ -)")
+    p.set_defaults(func=cmd_promote)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musicgan",
@@ -241,6 +275,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_data_parser(sub)
     add_train_parsers(sub)
+    add_tune_parsers(sub)
     add_demo_parser(sub)
     return parser
 
@@ -255,10 +290,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
+    return run_command(lambda args: args.func(args), make_parser().parse_args(argv))
+
+
+def run_command(func, args) -> int:
+    """Run a parsed command; user mistakes become one ``error:`` line and exit 2."""
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

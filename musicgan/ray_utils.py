@@ -22,7 +22,10 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+        # The dashboard process also serves the State API. Ray Train's PlacementGroupCleaner needs
+        # it to free a killed run's CPUs (a trial that ASHA stops is killed); without it they leak
+        # and later trials wait forever. It listens on loopback only.
+        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", **kwargs)
     try:  # Ray Data's per-operator progress bars are useful; its info logs are noise
         from ray.data import DataContext
 

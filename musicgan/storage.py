@@ -67,11 +67,16 @@ class Location:
         return posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
+def filesystem_from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow's URI -> (filesystem, path); the one place that maps schemes (tests swap in a shared mock)."""
+    return pafs.FileSystem.from_uri(uri)
+
+
 def resolve(uri_or_path: str | os.PathLike) -> Location:
     """Turn a local path or a filesystem URI into a :class:`Location`."""
     text = os.fspath(uri_or_path)
     if "://" in text and not text.startswith("file://"):
-        fs, path = pafs.FileSystem.from_uri(text)
+        fs, path = filesystem_from_uri(text)
         return Location(fs, path.rstrip("/") or path, text.rstrip("/"))
     if text.startswith("file://"):
         text = text[len("file://"):]

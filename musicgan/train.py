@@ -138,6 +138,9 @@ def train_func(config: dict) -> None:
     if restored:
         with restored.as_directory() as path:
             ckpt.restore(path, gan)
+    elif config.get("init_checkpoint"):  # a fresh run that starts from another run's weights (PBT exploit)
+        ckpt.restore(config["init_checkpoint"], gan)
+        restored = True
     if rank != 0 or not restored:
         torch.manual_seed(cfg.train.seed + 7919 * rank + gan.step)  # distinct, reproducible noise per rank
 
@@ -214,8 +217,15 @@ def untrained_fmd(cfg: Config, data: dict, data_dir: str) -> float:
                               M.statistics_vector(real, data["steps_per_bar"], data["pitch_low"]))
 
 
-def fit(cfg: Config, data_dir: str, run_dir: str):
-    """Train (or resume) the run in ``run_dir`` on the shards in ``data_dir``; returns Ray's Result."""
+def fit(cfg: Config, data_dir: str, run_dir: str, callbacks: list | None = None, init_checkpoint: str | None = None,
+        data_cpus_per_task: float | None = None):
+    """Train (or resume) the run in ``run_dir`` on the shards in ``data_dir``; returns Ray's Result.
+
+    ``callbacks`` go to ``RunConfig`` (a Tune search passes its report callback). A new run starts
+    from ``init_checkpoint`` when given (an existing run resumes from its own latest checkpoint
+    instead). ``data_cpus_per_task`` sets Ray Data's read/decode task CPUs: several trials on a
+    small machine need fractions, or a 1-CPU read task never fits beside their workers.
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -239,11 +249,12 @@ def fit(cfg: Config, data_dir: str, run_dir: str):
     trainer = TorchTrainer(
         train_func,
         train_loop_config={"cfg": to_dict(cfg), "data": data, "data_dir": str(Path(data_dir).resolve()),
-                           "run_dir": str(run), "untrained_fmd": untrained_fmd(cfg, data, data_dir)},
+                           "run_dir": str(run), "untrained_fmd": untrained_fmd(cfg, data, data_dir),
+                           "init_checkpoint": init_checkpoint},
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
                                      resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
-        datasets={"train": ray_dataset(data_dir, split="train")},
-        run_config=RunConfig(name=run.name, storage_path=str(run.parent),
+        datasets={"train": ray_dataset(data_dir, split="train", cpus_per_task=data_cpus_per_task)},
+        run_config=RunConfig(name=run.name, storage_path=str(run.parent), callbacks=callbacks,
                              failure_config=FailureConfig(max_failures=cfg.train.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=3)),
     )

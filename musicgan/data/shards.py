@@ -181,7 +181,8 @@ def _decode_batch(batch: dict, kind: str, shape: list[int], labels: list[str]) -
     }
 
 
-def ray_dataset(data_dir: str, split: str | None = "train", decode_batch_rows: int = 256, shuffle_files: bool = True):
+def ray_dataset(data_dir: str, split: str | None = "train", decode_batch_rows: int = 256, shuffle_files: bool = True,
+                cpus_per_task: float | None = None):
     """A streaming Ray Dataset of decoded examples.
 
     Feed it to ``iter_torch_batches(batch_size=..., local_shuffle_buffer_size=...)`` on a Train
@@ -195,12 +196,22 @@ def ray_dataset(data_dir: str, split: str | None = "train", decode_batch_rows: i
     locs = shard_locations(data_dir, manifest)
     fc = manifest["feature_config"]
     # Shard order is shuffled every epoch; the consumer's local shuffle buffer mixes rows within reach.
-    ds = ray.data.read_parquet([loc.path for loc in locs], filesystem=locs[0].fs,
-                               shuffle="files" if shuffle_files else None).select_columns(
-        ["x", "label", "split", "pitch", "instrument"])
+    task_args = {} if cpus_per_task is None else {"num_cpus": cpus_per_task}
+    ctx = ray.data.DataContext.get_current()
+    use_v2 = ctx.use_datasource_v2
+    if cpus_per_task is not None and cpus_per_task < 1:
+        # Ray Data's V2 Parquet path lists files in a task that always asks a whole CPU; trials
+        # sharing a small machine never have one free, and wait forever. V1 takes our fraction.
+        ctx.use_datasource_v2 = False
+    try:
+        ds = ray.data.read_parquet([loc.path for loc in locs], filesystem=locs[0].fs, **task_args,
+                                   shuffle="files" if shuffle_files else None).select_columns(
+            ["x", "label", "split", "pitch", "instrument"])
+    finally:
+        ctx.use_datasource_v2 = use_v2
     if split is not None:
         ds = ds.filter(expr=col("split") == split)  # pushed down into the Parquet read
     return ds.map_batches(
         _decode_batch, fn_kwargs=dict(kind=fc["kind"], shape=manifest["example_shape"], labels=manifest["labels"]),
-        batch_size=decode_batch_rows, batch_format="numpy",
+        batch_size=decode_batch_rows, batch_format="numpy", **task_args,
     )

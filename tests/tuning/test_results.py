@@ -1,0 +1,62 @@
+"""Search results: ranking, the CSV/markdown/plot files and the summary, from hand-built rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+from tuning.results import TrialRow, best_row, markdown, ranked, step_fraction, summary_text, write_all
+
+KEYS = ["optim.lr_g", "loss.critic_steps"]
+
+
+def rows() -> list[TrialRow]:
+    def row(tid, status, steps, fmd, ckpt=True, lr=1e-3, hist=None):
+        return TrialRow(tid, status, steps, fmd, min((f for _, f in hist or []), default=math.nan), fmd / 10,
+                        0.8, 0.0, {"optim.lr_g": lr, "loss.critic_steps": 2},
+                        f"/runs/{tid}/checkpoint_{steps:06d}" if ckpt else None, hist or [])
+
+    return [
+        row("a", "completed", 12, 3.0, hist=[(3, 9.0), (6, 5.0), (12, 3.0)]),
+        row("b", "stopped", 3, 8.0, hist=[(3, 8.0)]),
+        row("c", "completed", 12, 2.5, lr=5e-4, hist=[(3, 7.0), (6, 2.0), (12, 2.5)]),
+        row("d", "error", 0, math.nan, ckpt=False),
+    ]
+
+
+def test_ranking_puts_the_lowest_final_fmd_first_and_unreported_last():
+    assert [r.trial_id for r in ranked(rows())] == ["c", "a", "b", "d"]
+    assert best_row(rows()).trial_id == "c"
+    assert best_row([r for r in rows() if r.trial_id == "d"]) is None
+
+
+def test_step_fraction_counts_trial_steps_used():
+    # (12 + 3 + 12 + 0) of 4 x 12
+    assert step_fraction(rows(), 12) == 27 / 48
+
+
+def test_files_are_written_sorted_with_hyperparameters(tmp_path):
+    best = write_all(rows(), tmp_path, KEYS, 12, manifest_hash="abc")
+    assert best.trial_id == "c"
+    with (tmp_path / "results.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [r["trial_id"] for r in table] == ["c", "a", "b", "d"]
+    assert table[0]["optim.lr_g"] == "0.0005" and table[0]["best_FMD"] == "2"
+    assert table[2]["status"] == "stopped" and table[3]["FMD"] == "-"
+    md = (tmp_path / "results.md").read_text().splitlines()
+    assert md[0].startswith("| rank | trial_id | status |") and "optim.lr_g" in md[0]
+    assert md[2].startswith("| 1 | c | completed | 12 | 2.5 |")
+    assert (tmp_path / "objective.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads((tmp_path / "best.json").read_text())
+    assert record["best"]["trial_id"] == "c" and record["best"]["checkpoint"] == "/runs/c/checkpoint_000012"
+    assert record["step_fraction"] == 27 / 48 and record["feature_hash"] == "abc"
+
+
+def test_markdown_and_summary_are_readable():
+    md = markdown(rows(), KEYS)
+    assert md.count("\n") == 6  # header, rule, 4 trials
+    text = summary_text(rows(), __import__("pathlib").Path("/runs/s"), 12)
+    assert "4 trials: 2 completed, 1 stopped early, 1 failed; 0.56 of the full trial-steps used" in text
+    assert "best         trial c: FMD 2.5 at step 12" in text
+    assert len(text.splitlines()) <= 25

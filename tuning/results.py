@@ -1,0 +1,184 @@
+"""A search's results in forms people read: a CSV, a sorted markdown table, a plot and a summary.
+
+Pure functions of :class:`TrialRow` lists, so they are tested on hand-built rows without Ray.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+COLUMNS = ("rank", "trial_id", "status", "steps", "FMD", "best_FMD", "FMD_ratio", "diversity", "copies")
+
+
+@dataclass
+class TrialRow:
+    trial_id: str
+    status: str
+    """``completed`` (ran every step), ``stopped`` (by the scheduler, early) or ``error``."""
+    steps: int
+    fmd: float
+    """The objective at the trial's last report (lower is better); NaN if it never reported."""
+    best_fmd: float
+    fmd_ratio: float
+    diversity: float
+    copies: float
+    params: dict
+    checkpoint: str | None
+    history: list[tuple[int, float]] = field(default_factory=list)
+    error: str = ""
+
+
+def _num(v) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return f
+
+
+def rows_from_grid(grid, keys: list[str], total_steps: int) -> list[TrialRow]:
+    """One row per trial of a Tune ``ResultGrid``."""
+    rows = []
+    for r in grid:
+        m = r.metrics or {}
+        history = []
+        df = r.metrics_dataframe
+        if df is not None and "FMD" in df and "step" in df:
+            history = [(int(s), float(f)) for s, f in zip(df["step"], df["FMD"]) if not math.isnan(_num(f))]
+        steps = int(m.get("step") or (history[-1][0] if history else 0))
+        status = "error" if r.error else ("completed" if steps >= total_steps else "stopped")
+        rows.append(TrialRow(
+            trial_id=str(m.get("trial_id") or Path(r.path).name.split("_")[-1]), status=status, steps=steps,
+            fmd=_num(m.get("FMD")), best_fmd=min((f for _, f in history), default=math.nan),
+            fmd_ratio=_num(m.get("FMD_ratio")), diversity=_num(m.get("diversity")), copies=_num(m.get("copies")),
+            params={k: (r.config or {}).get(k) for k in keys}, checkpoint=m.get("checkpoint_path"),
+            history=history, error=str(r.error).splitlines()[0] if r.error else "",
+        ))
+    return rows
+
+
+def ranked(rows: list[TrialRow]) -> list[TrialRow]:
+    """Best first: lowest final FMD; trials without one last."""
+    return sorted(rows, key=lambda r: (math.isnan(r.fmd), r.fmd if not math.isnan(r.fmd) else 0.0, r.trial_id))
+
+
+def best_row(rows: list[TrialRow]) -> TrialRow | None:
+    usable = [r for r in ranked(rows) if r.checkpoint and not math.isnan(r.fmd) and r.status != "error"]
+    return usable[0] if usable else None
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _table(rows: list[TrialRow], keys: list[str]) -> tuple[list[str], list[list[str]]]:
+    header = list(COLUMNS) + keys
+    body = []
+    for i, r in enumerate(ranked(rows), 1):
+        body.append([str(i), r.trial_id, r.status, str(r.steps), _fmt(r.fmd), _fmt(r.best_fmd), _fmt(r.fmd_ratio),
+                     _fmt(r.diversity), _fmt(r.copies)] + [_fmt(r.params.get(k)) for k in keys])
+    return header, body
+
+
+def write_csv(rows: list[TrialRow], path: Path, keys: list[str]) -> None:
+    header, body = _table(rows, keys)
+    by_id = {r.trial_id: r for r in rows}
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header + ["checkpoint", "error"])
+        for line in body:
+            r = by_id[line[1]]
+            w.writerow(line + [r.checkpoint or "", r.error])
+    os.replace(tmp, path)
+
+
+def markdown(rows: list[TrialRow], keys: list[str]) -> str:
+    header, body = _table(rows, keys)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(line) + " |" for line in body]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[TrialRow], path: Path, total_steps: int) -> None:
+    """FMD against step for every trial; stopped trials dashed and ending in an x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for r in ranked(rows):
+        if not r.history:
+            continue
+        steps, fmd = zip(*r.history)
+        stopped = r.status != "completed"
+        (line,) = ax.plot(steps, fmd, "--" if stopped else "-", marker="o", ms=3,
+                          label=f"{r.trial_id} ({r.status}, {_fmt(r.fmd)})")
+        if stopped:
+            ax.plot(steps[-1], fmd[-1], "x", color=line.get_color(), ms=9, mew=2)
+    ax.set_xlabel("generator step")
+    ax.set_ylabel("FMD (lower is better)")
+    ax.set_yscale("log")
+    ax.set_xlim(0, total_steps * 1.02)
+    ax.set_title("objective per trial (dashed + x: stopped early)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_all(rows: list[TrialRow], run: Path, keys: list[str], total_steps: int, manifest_hash: str | None = None):
+    """results.csv, results.md, objective.png and best.json in ``run``; returns the best row."""
+    write_csv(rows, run / "results.csv", keys)
+    (run / "results.md").write_text(markdown(rows, keys))
+    plot(rows, run / "objective.png", total_steps)
+    best = best_row(rows)
+    record = {"best": asdict(best) if best else None, "metric": "FMD", "mode": "min",
+              "feature_hash": manifest_hash, "trials": len(rows), "total_steps": total_steps,
+              "step_fraction": step_fraction(rows, total_steps)}
+    tmp = run / "best.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, run / "best.json")
+    return best
+
+
+def step_fraction(rows: list[TrialRow], total_steps: int) -> float:
+    """Trial-steps used over trial-steps a search without early stopping would use."""
+    return sum(r.steps for r in rows) / max(1, len(rows) * total_steps)
+
+
+def summary_text(rows: list[TrialRow], run: Path, total_steps: int, top: int = 8) -> str:
+    counts = {s: sum(r.status == s for r in rows) for s in ("completed", "stopped", "error")}
+    best = best_row(rows)
+    header, body = _table(rows, [k for k in (rows[0].params if rows else {})])
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    keep = [i for i, h in enumerate(header) if h not in ("best_FMD", "copies")]
+    lines = [f"tune: {len(rows)} trials: {counts['completed']} completed, {counts['stopped']} stopped early, "
+             f"{counts['error']} failed; {step_fraction(rows, total_steps):.2f} of the full trial-steps used"]
+    lines.append("  " + "  ".join(header[i].rjust(widths[i]) for i in keep))
+    for b in body[:top]:
+        lines.append("  " + "  ".join(b[i].rjust(widths[i]) for i in keep))
+    if len(body) > top:
+        lines.append(f"  ... {len(body) - top} more in results.md")
+    if best:
+        lines.append(f"  best         trial {best.trial_id}: FMD {best.fmd:.4g} at step {best.steps}")
+        lines.append(f"  checkpoint   {best.checkpoint}")
+    for r in rows:
+        if r.error:
+            lines.append(f"  trial {r.trial_id} failed: {r.error}")
+    lines.append(f"  files        {run}/results.csv, results.md, objective.png, best.json")
+    lines.append(f"  next         musicgan promote --from {run} --registry models --name NAME")
+    return "\n".join(lines)
