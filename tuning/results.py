@@ -31,6 +31,13 @@ class TrialRow:
     checkpoint: str | None
     history: list[tuple[int, float]] = field(default_factory=list)
     error: str = ""
+    steps_trained: int = -1
+    """Steps the Train run actually ran: a stop reaches a running trial a little after the result that
+    caused it, so a stopped trial may train past ``steps``. Counted for the cost (``step_fraction``)."""
+
+    def __post_init__(self):
+        if self.steps_trained < 0:
+            self.steps_trained = self.steps
 
 
 def _num(v) -> float:
@@ -41,7 +48,17 @@ def _num(v) -> float:
     return f
 
 
-def rows_from_grid(grid, keys: list[str], total_steps: int) -> list[TrialRow]:
+def _trained_steps(trial_dir: Path) -> int:
+    """The last step in a Train run's metrics.csv (every part of a PBT trial counted), 0 if none."""
+    last = 0
+    for path in [trial_dir / "metrics.csv", *sorted(trial_dir.glob("part_*/metrics.csv"))]:
+        if path.exists():
+            with path.open() as f:
+                last = max([last, *(int(r["step"]) for r in csv.DictReader(f))])
+    return last
+
+
+def rows_from_grid(grid, keys: list[str], total_steps: int, trials_dir: Path | None = None) -> list[TrialRow]:
     """One row per trial of a Tune ``ResultGrid``."""
     rows = []
     for r in grid:
@@ -59,6 +76,8 @@ def rows_from_grid(grid, keys: list[str], total_steps: int) -> list[TrialRow]:
             params={k: (r.config or {}).get(k) for k in keys}, checkpoint=m.get("checkpoint_path"),
             history=history, error=str(r.error).splitlines()[0] if r.error else "",
         ))
+        if trials_dir is not None:
+            rows[-1].steps_trained = max(steps, _trained_steps(Path(trials_dir) / rows[-1].trial_id))
     return rows
 
 
@@ -156,8 +175,8 @@ def write_all(rows: list[TrialRow], run: Path, keys: list[str], total_steps: int
 
 
 def step_fraction(rows: list[TrialRow], total_steps: int) -> float:
-    """Trial-steps used over trial-steps a search without early stopping would use."""
-    return sum(r.steps for r in rows) / max(1, len(rows) * total_steps)
+    """Trial-steps trained over trial-steps a search without early stopping would train."""
+    return sum(r.steps_trained for r in rows) / max(1, len(rows) * total_steps)
 
 
 def summary_text(rows: list[TrialRow], run: Path, total_steps: int, top: int = 8) -> str:

@@ -300,7 +300,7 @@ def run_search(spec: SearchSpec, progress: bool = True):
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if spec.scheduler == "pbt" else None)),
         )
     grid = tuner.fit()
-    rows = results.rows_from_grid(grid, [p.key for p in params], cfg.train.total_steps)
+    rows = results.rows_from_grid(grid, [p.key for p in params], cfg.train.total_steps, trials_dir=run / "trials")
     best = results.write_all(rows, run, [p.key for p in params], cfg.train.total_steps,
                              manifest_hash=manifest.get("feature_hash"))
     return rows, best

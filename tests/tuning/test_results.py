@@ -34,6 +34,9 @@ def test_ranking_puts_the_lowest_final_fmd_first_and_unreported_last():
 def test_step_fraction_counts_trial_steps_used():
     # (12 + 3 + 12 + 0) of 4 x 12
     assert step_fraction(rows(), 12) == 27 / 48
+    late = rows()
+    late[1].steps_trained = 6  # stopped at the step-3 result, but the run had reached step 6
+    assert step_fraction(late, 12) == 30 / 48
 
 
 def test_files_are_written_sorted_with_hyperparameters(tmp_path):

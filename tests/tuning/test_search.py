@@ -1,0 +1,136 @@
+"""A real Ray Tune search over tiny GANs: ASHA stops a trial, the best is promoted and loads; resume works."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from musicgan import checkpoint as ckpt
+from musicgan import registry
+from musicgan.gan import generate
+from tuning.search import SearchSpec, run_search
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+# One clearly bad choice (binary output: about half of all pitches on at every step, far from
+# Bach's four voices) so that ASHA's first rung has a trial to stop whatever the run-to-run noise.
+SPACE = """
+model.output: {choice: [monophonic, binary]}
+optim.lr_g: {loguniform: [5.0e-4, 2.0e-3]}
+"""
+
+
+@pytest.fixture(scope="module")
+def search(bach_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    (root / "space.yaml").write_text(SPACE)
+    spec = SearchSpec(data_dir=bach_data.out, space=str(root / "space.yaml"), run_dir=str(root / "run"), trials=4,
+                      scheduler="asha", preset="cpu-tiny", overrides=["train.total_steps=12"], seed=3)
+    rows, best = run_search(spec, progress=False)
+    return root / "run", rows, best
+
+
+def test_asha_stops_at_least_one_trial_early(search):
+    run, rows, best = search
+    assert len(rows) == 4 and not [r.error for r in rows if r.error]
+    stopped = [r for r in rows if r.status == "stopped"]
+    completed = [r for r in rows if r.status == "completed"]
+    assert stopped and completed, [(r.trial_id, r.status, r.steps, r.params) for r in rows]
+    for r in stopped:
+        assert r.steps < 12
+        trial = run / "trials" / r.trial_id
+        assert not (trial / "checkpoint_000012").exists()
+        # the stop reaches the run a little after the result that caused it: counted as cost
+        steps = [int(row["step"]) for row in csv.DictReader((trial / "metrics.csv").open())]
+        assert r.steps <= max(steps) == r.steps_trained < 12
+        # ASHA stopped it because another trial had done better at the same rung
+        others = [f for o in rows if o is not r for s, f in o.history if s == r.steps]
+        assert others and r.fmd > min(others)
+    for r in completed:
+        assert r.steps == r.steps_trained == 12 and [s for s, _ in r.history] == [3, 6, 9, 12]
+
+
+def test_results_are_sorted_and_best_is_the_lowest_fmd(search):
+    run, rows, best = search
+    table = list(csv.DictReader((run / "results.csv").open()))
+    fmd = [float(r["FMD"]) for r in table]
+    assert fmd == sorted(fmd) and table[0]["trial_id"] == best.trial_id
+    assert best.fmd == min(r.fmd for r in rows)
+    assert {"optim.lr_g", "model.output", "status", "steps"} <= set(table[0])
+    assert (run / "objective.png").stat().st_size > 5000
+    assert (run / "results.md").read_text().count("\n") == 6
+    assert json.loads((run / "best.json").read_text())["best"]["trial_id"] == best.trial_id
+
+
+def test_best_checkpoint_is_promoted_and_loads(search, tmp_path):
+    run, rows, best = search
+    record = registry.promote(run, str(tmp_path / "models"), "bach-tiny")
+    assert record["version"] == "v1" and record["provenance"]["trial_id"] == best.trial_id
+    assert record["provenance"]["search_run"] == str(run) and record["metrics"]["FMD"] == pytest.approx(best.fmd)
+    assert record["config"]["optim"]["lr_g"] == pytest.approx(best.params["optim.lr_g"])
+    path, rec = registry.resolve(str(tmp_path / "models" / "bach-tiny" / "latest"))
+    g, cfg, data, meta = ckpt.load_generator(path)
+    assert meta["step"] == best.steps == 12 and rec["version"] == "v1"
+    rolls = generate(g, 3, seed=0)
+    assert tuple(rolls.shape) == (3, *data["example_shape"])
+
+
+def tune_cmd(data: str, space: Path, run: Path) -> list[str]:
+    return [sys.executable, "-m", "tuning.search", "--data", data, "--space", str(space), "--run-dir", str(run),
+            "--trials", "2", "--max-concurrent", "1", "--scheduler", "none", "--preset", "cpu-tiny",
+            "--set", "train.total_steps=9", "--quiet"]
+
+
+def registered_steps(trial: Path) -> list[int]:
+    snap = trial / "checkpoint_manager_snapshot.json"
+    if not snap.exists():
+        return []
+    try:
+        names = [c["checkpoint_dir_name"] for c in json.loads(snap.read_text()).get("checkpoint_results", [])]
+    except (ValueError, KeyError):
+        return []
+    return [int(n.split("_")[1]) for n in names]
+
+
+def test_killed_search_resumes_without_rerunning_finished_trials(bach_data, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("optim.lr_g: {loguniform: [5.0e-4, 2.0e-3]}\n")
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("MUSICGAN_DEBUG", "RAY_ADDRESS")}
+    proc = subprocess.Popen(tune_cmd(bach_data.out, space, run), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    # Kill the whole search (driver, its Ray, the trials) once one trial finished and the next has
+    # a registered checkpoint: mid-trial.
+    deadline = time.time() + 400
+    finished = second = None
+    while time.time() < deadline and proc.poll() is None:
+        trials = sorted((run / "trials").glob("*")) if (run / "trials").exists() else []
+        finished = next((t for t in trials if 9 in registered_steps(t)), None)
+        second = next((t for t in trials if t != finished and registered_steps(t)), None)
+        if finished and second:
+            break
+        time.sleep(0.5)
+    assert finished and second and proc.poll() is None, "the search ended or stalled before the kill point"
+    os.killpg(proc.pid, signal.SIGKILL)  # its local Ray (GCS, raylet, workers) is in the same process group
+    proc.wait()
+    assert 9 not in registered_steps(second)
+
+    again = subprocess.run(tune_cmd(bach_data.out, space, run), env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming the search" in again.stdout
+    assert "2 trials: 2 completed" in again.stdout
+    starts = lambda t: [json.loads(line) for line in (t / "events.jsonl").read_text().splitlines()]  # noqa: E731
+    assert len(starts(finished)) == 1  # finished trial: not run again
+    resumed = starts(second)
+    assert len(resumed) == 2 and resumed[1]["restored"] and resumed[1]["step"] >= 3
+    assert registered_steps(second)[-1] == 9
+    table = list(csv.DictReader((run / "results.csv").open()))
+    assert sorted(r["trial_id"] for r in table) == sorted([finished.name, second.name])
