@@ -246,6 +246,47 @@ def cmd_promote(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import time
+
+    from serving.app import start, summary_text
+
+    start(args.model, host=args.host, port=args.port, replicas=args.replicas, threads=args.threads)
+    url = f"http://{args.host}:{args.port}"
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/v1/model", timeout=60) as r:
+        print(summary_text(url, json.loads(r.read())))
+    print("  (Ctrl-C stops the server)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        from ray import serve
+
+        serve.shutdown()
+        print("serve: stopped")
+    return 0
+
+
+def add_serve_parser(sub) -> None:
+    s = sub.add_parser(
+        "serve", help="serve a generator over HTTP with Ray Serve (API, OpenAPI docs, a listening page)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=("Serve a generator: POST /v1/generate (MIDI, WAV, PNG, JSON, zip), GET /v1/model,\n"
+                     "GET /healthz, the page at /, OpenAPI docs at /docs. Concurrent requests are batched\n"
+                     "into one generator forward. --model takes a registry pointer (models/NAME/latest,\n"
+                     "followed when a new version is promoted), a version, a run or a checkpoint folder."),
+        epilog="example:  musicgan serve --model models/bach/latest --port 8000")
+    s.add_argument("--model", required=True, help="models/NAME/latest, models/NAME/vN, a run or checkpoint folder")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    s.add_argument("--replicas", type=_positive, default=1, help="model replicas (default 1)")
+    s.add_argument("--threads", type=_positive, default=1, help="torch threads per replica (default 1)")
+    s.set_defaults(func=cmd_serve)
+
+
 def add_tune_parsers(sub) -> None:
     from tuning.search import DESCRIPTION, EPILOG, add_arguments
 
@@ -276,6 +317,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)
     add_train_parsers(sub)
     add_tune_parsers(sub)
+    add_serve_parser(sub)
     add_demo_parser(sub)
     return parser
 

@@ -138,34 +138,70 @@ def train(gan: GAN, batches: Iterator[Batch], cfg: Config, on_step: Callable[[in
     return gan
 
 
+@dataclass(frozen=True)
+class Request:
+    """One caller's share of a batched forward: ``n`` phrases from its own seed."""
+
+    n: int
+    seed: int
+    temperature: float = 0.0
+    threshold: float = 0.5
+    label: int | None = None
+    phrases_per_sample: int = 1
+    """Consecutive phrases that make one sample: they share each track's latent (its "voice")."""
+
+
 @torch.no_grad()
+def generate_many(g: nn.Module, requests: list[Request]) -> list[torch.Tensor]:
+    """Binary rolls for several requests from ONE generator forward (what serving batches).
+
+    Each request draws its latents and its sampling noise from its own ``torch.Generator(seed)``,
+    so its output does not depend on what else is in the batch. Returns one
+    ``[n, tracks, steps, pitches]`` bool tensor per request.
+    """
+    g = unwrap(g)
+    was_training = g.training
+    g.eval()
+    gens, zs, zts, labels = [], [], [], []
+    for r in requests:
+        gen = torch.Generator().manual_seed(r.seed)
+        z, zt = g.sample_latents(r.n, generator=gen)
+        if r.phrases_per_sample > 1:  # every phrase of a sample keeps its first phrase's track latents
+            k = r.phrases_per_sample
+            zt = zt.view(r.n // k, k, *zt.shape[1:])[:, :1].expand(-1, k, -1, -1).reshape(zt.shape)
+        gens.append(gen)
+        zs.append(z)
+        zts.append(zt)
+        labels.append(torch.full((r.n,), 0 if r.label is None else r.label, dtype=torch.long))
+    lab = torch.cat(labels) if g.label is not None else None
+    logits = g.logits(torch.cat(zs), torch.cat(zts), lab)
+    out = []
+    for r, gen, part in zip(requests, gens, logits.split([r.n for r in requests])):
+        if g.output == "monophonic":
+            if r.temperature > 0:
+                probs = torch.softmax(part / r.temperature, -1)
+                idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=gen).view(probs.shape[:-1])
+            else:
+                idx = part.argmax(-1)
+            roll = torch.nn.functional.one_hot(idx, part.shape[-1])[..., : g.n_pitches]
+        else:
+            probs = torch.sigmoid(part)
+            roll = (torch.rand(probs.shape, generator=gen) < probs) if r.temperature > 0 else probs > r.threshold
+        out.append(roll.bool())
+    g.train(was_training)
+    return out
+
+
 def generate(g: nn.Module, n: int, seed: int, labels: torch.Tensor | None = None, temperature: float = 0.0,
              batch_size: int = 256) -> torch.Tensor:
     """Binary rolls ``[n, tracks, steps, pitches]`` from a generator (use the EMA copy).
 
     ``temperature`` 0 takes the most likely pitch (or threshold 0.5 for binary output); above 0
-    it samples from the softened distribution. The same seed gives the same rolls.
+    it samples from the softened distribution. The same seed gives the same rolls. Chunks of
+    ``batch_size`` phrases each get their own seed (``seed + chunk index``).
     """
-    g = unwrap(g)
-    was_training = g.training
-    g.eval()
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(0, n, batch_size):
-        m = min(batch_size, n - i)
-        z, zt = g.sample_latents(m, generator=gen)
-        lab = None if labels is None else labels[i : i + m]
-        logits = g.logits(z, zt, lab)
-        if g.output == "monophonic":
-            if temperature > 0:
-                probs = torch.softmax(logits / temperature, -1)
-                idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=gen).view(probs.shape[:-1])
-            else:
-                idx = logits.argmax(-1)
-            roll = torch.nn.functional.one_hot(idx, logits.shape[-1])[..., : g.n_pitches]
-        else:
-            probs = torch.sigmoid(logits)
-            roll = (torch.rand(probs.shape, generator=gen) < probs) if temperature > 0 else probs > 0.5
-        out.append(roll.bool())
-    g.train(was_training)
-    return torch.cat(out)
+    if labels is not None:
+        return torch.cat([generate_many(g, [Request(1, seed + i, temperature, label=int(lab))])[0]
+                          for i, lab in enumerate(labels)])
+    chunks = [Request(min(batch_size, n - i), seed + i // batch_size, temperature) for i in range(0, n, batch_size)]
+    return torch.cat(generate_many(g, chunks))

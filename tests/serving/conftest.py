@@ -1,0 +1,99 @@
+"""A served model for the serving tests: one Serve instance on a free loopback port, per session."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_checkpoint(bach_data, path, seed: int):
+    """A cpu-tiny generator (untrained: the API does not care) saved as training saves it."""
+    from musicgan import checkpoint as ckpt
+    from musicgan.data.shards import load_manifest
+    from musicgan.gan import make_gan
+    from musicgan.model import build_models
+    from musicgan.presets import load_preset
+
+    cfg = load_preset("cpu-tiny")
+    data = ckpt.data_info(load_manifest(bach_data.out))
+    torch.manual_seed(seed)
+    g, d = build_models(cfg.model, data["example_shape"], data["bars"], len(data["labels"]))
+    gan = make_gan(g, d, cfg)
+    gan.g_ema.load_state_dict(g.state_dict())
+    gan.step = 6
+    return ckpt.save(path, gan, cfg, data)
+
+
+class Http:
+    """Tiny HTTP helper around urllib: (status, headers, body bytes)."""
+
+    def __init__(self, base: str):
+        self.base = base
+
+    def call(self, method: str, path: str, body=None, raw: bytes | None = None, timeout: float = 60):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data is not None else {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def generate(self, timeout: float = 60, **body):
+        return self.call("POST", "/v1/generate", body, timeout=timeout)
+
+    def json(self, path: str):
+        status, _, content = self.call("GET", path)
+        assert status == 200, (path, status, content[:300])
+        return json.loads(content)
+
+
+@pytest.fixture(scope="session")
+def serve_port(ray_instance):
+    from ray import serve
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield port
+    serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def registry_root(bach_data, tmp_path_factory):
+    """models/bach/v1 promoted from a checkpoint; tests may promote v2."""
+    from musicgan.registry import promote
+
+    root = tmp_path_factory.mktemp("registry")
+    promote(make_checkpoint(bach_data, root / "src" / "checkpoint_000006", seed=1), str(root / "models"), "bach")
+    return root
+
+
+@pytest.fixture(scope="session")
+def served(serve_port, registry_root):
+    """The main app, deployed once: ``Http`` on its base URL."""
+    from ray import serve
+
+    from serving.app import build_app
+
+    ref = str(registry_root / "models" / "bach" / "latest")
+    serve.run(build_app(ref, user_config={"watch_seconds": 0.5}), name="musicgan", route_prefix="/")
+    http = Http(f"http://127.0.0.1:{serve_port}")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if http.call("GET", "/healthz")[0] == 200:
+            break
+        time.sleep(0.5)
+    return http
