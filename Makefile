@@ -17,13 +17,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# System packages the tests and the audio path use. Best effort: without them the project falls
+# System packages the tests and the audio path use: FluidSynth + a soundfont (audio), Chromium +
+# chromedriver (the browser test of the serving page). Best effort: without them the project falls
 # back to pure-Python synthesis, and the tests that need them say so.
 sysdeps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  need=""; \
 	  command -v fluidsynth >/dev/null 2>&1 || need="$$need fluidsynth"; \
 	  [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || need="$$need timgm6mb-soundfont"; \
+	  command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
+	  command -v chromedriver >/dev/null 2>&1 || need="$$need chromium-driver"; \
 	  if [ -n "$$need" ]; then \
 	    echo "installing system packages:$$need"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need) >/dev/null 2>&1 \
@@ -39,6 +42,9 @@ test: $(STAMP) sysdeps
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/train_overhead.py
+	$(BIN)/python benchmarks/tune_efficiency.py
+	$(BIN)/python benchmarks/serve_load.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

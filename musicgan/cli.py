@@ -221,15 +221,19 @@ def cmd_evaluate(args) -> int:
 def cmd_demo(args) -> int:
     from musicgan.demo import run_demo
 
-    return run_demo(args.out, workers=args.workers, steps=args.steps, preset=args.preset)
+    return run_demo(args.out, workers=args.workers, steps=args.steps, preset=args.preset, serve=not args.no_serve,
+                    port=args.port)
 
 
 def add_demo_parser(sub) -> None:
-    d = sub.add_parser("demo", help="the main job on the embedded Bach chorales: data, train, sample, evaluate")
+    d = sub.add_parser("demo", help="the main job on the embedded Bach chorales: data, train, sample, evaluate, "
+                                    "promote, serve")
     d.add_argument("--out", default="demo", help="where everything goes (default ./demo)")
     d.add_argument("--workers", type=_positive, default=2, help="Ray Train workers (default 2)")
     d.add_argument("--steps", type=_positive, default=None, help="generator steps (default: the preset's)")
     d.add_argument("--preset", default="cpu", help="training preset (default cpu)")
+    d.add_argument("--port", type=int, default=8000, help="port to serve the result on (default 8000)")
+    d.add_argument("--no-serve", action="store_true", help="stop after promoting instead of serving")
     d.set_defaults(func=cmd_demo)
 
 

@@ -1,6 +1,7 @@
 """``musicgan demo``: the main job end to end on the embedded Bach chorales, on one machine.
 
-build the data -> train the ``cpu`` preset on 2 Ray Train workers -> sample -> evaluate -> summary.
+build the data -> train the ``cpu`` preset on 2 Ray Train workers -> sample -> evaluate ->
+promote into demo/models -> serve it over HTTP (until Ctrl-C; ``--no-serve`` stops before).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ import time
 from pathlib import Path
 
 
-def run_demo(out: str, workers: int = 2, steps: int | None = None, preset: str = "cpu") -> int:
+def run_demo(out: str, workers: int = 2, steps: int | None = None, preset: str = "cpu", serve: bool = True,
+             port: int = 8000) -> int:
     from musicgan.checkpoint import find_latest
     from musicgan.config import FeatureConfig
     from musicgan.data.build import build, summary_text
@@ -55,4 +57,43 @@ def run_demo(out: str, workers: int = 2, steps: int | None = None, preset: str =
           f"tensorboard --logdir {run}/tensorboard")
     print(f"  samples      {samples}/ (sample_*.mid, sample_*.wav, samples.png)")
     print(f"  evaluation   {root / 'evaluation.json'}")
+
+    from musicgan.registry import promote
+    from musicgan.registry import summary_text as promote_summary
+
+    print("\n== promote: the trained generator into the model registry", flush=True)
+    record = promote(run, str(root / "models"), "bach")
+    print(promote_summary(record), flush=True)
+    if not serve:
+        return 0
+    return serve_until_interrupted(str(root / "models" / "bach" / "latest"), port)
+
+
+def serve_until_interrupted(model: str, port: int) -> int:
+    """Serve ``model``, prove one request works, print how to call it, and keep serving until Ctrl-C."""
+    import json
+    import urllib.request
+
+    from ray import serve
+
+    from serving.app import start
+    from serving.app import summary_text as serve_summary
+
+    print("\n== serve: Ray Serve on 127.0.0.1", flush=True)
+    start(model, port=port)
+    url = f"http://127.0.0.1:{port}"
+    req = urllib.request.Request(url + "/v1/generate", data=json.dumps({"seed": 7, "format": "midi"}).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=120) as r:
+        checked = f"checked: POST /v1/generate -> {r.status}, {len(r.read())} bytes of {r.headers['content-type']}"
+    with urllib.request.urlopen(url + "/v1/model", timeout=60) as r:
+        print(serve_summary(url, json.loads(r.read())))
+    print(f"  {checked}")
+    print("  serving until Ctrl-C", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.shutdown()
+        print("serve: stopped")
     return 0
