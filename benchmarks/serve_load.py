@@ -126,7 +126,7 @@ def main() -> None:
         port = s.getsockname()[1]
     results = {}
     for batching in (True, False):
-        user_config = {"max_batch_size": 16 if batching else 1, "batch_wait_timeout_s": 0.003, "watch_seconds": 0}
+        user_config = {"max_batch_size": 16 if batching else 1, "batch_wait_timeout_s": 0.0, "watch_seconds": 0}
         start(model, port=port, user_config=user_config)  # a second call reconfigures the same replica
         load(port, 4, 40)  # warm-up
         for c in (1, 16):

@@ -21,6 +21,12 @@ def to_midi(roll: np.ndarray, data: dict, tempo_qpm: float = 90.0):
     return roll_to_pretty_midi(roll, feature_config(data), tempo_qpm=tempo_qpm)
 
 
+def midi_bytes(roll: np.ndarray, data: dict, tempo_qpm: float = 90.0) -> bytes:
+    from musicgan.data.pianoroll import roll_to_midi_bytes
+
+    return roll_to_midi_bytes(roll, feature_config(data), tempo_qpm=tempo_qpm)
+
+
 def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None, title: str | None = None,
                   columns: int = 4) -> bytes:
     """A grid of phrases, one colour per track, barlines drawn; returns PNG bytes (and writes ``path``)."""
@@ -69,8 +75,11 @@ def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None,
     return png
 
 
-def wav_bytes(pm, sample_rate_hz: int = 16_000) -> bytes:
-    """Audio of a PrettyMIDI object (FluidSynth when installed, else sine tones), as 16-bit WAV bytes."""
+def wav_bytes(midi, sample_rate_hz: int = 16_000) -> bytes:
+    """Audio of MIDI (a PrettyMIDI object or MIDI file bytes) as 16-bit WAV bytes.
+
+    FluidSynth with a General MIDI soundfont when installed, else sine tones.
+    """
     import io
     import tempfile
 
@@ -79,7 +88,11 @@ def wav_bytes(pm, sample_rate_hz: int = 16_000) -> bytes:
     from musicgan.data.audio import render_midi
 
     with tempfile.NamedTemporaryFile(suffix=".mid") as f:
-        pm.write(f.name)
+        if isinstance(midi, (bytes, bytearray)):
+            f.write(midi)
+            f.flush()
+        else:
+            midi.write(f.name)
         y = render_midi(f.name, sample_rate_hz)
     buf = io.BytesIO()
     sf.write(buf, y, sample_rate_hz, format="WAV", subtype="PCM_16")

@@ -163,18 +163,20 @@ def _sequence(samples: np.ndarray, data: dict, gap_steps: int) -> np.ndarray:
 
 
 def notes_of(roll: np.ndarray, data: dict, tempo_qpm: float) -> list[dict]:
-    from musicgan.render import to_midi
+    from musicgan.data.pianoroll import roll_notes
 
-    pm = to_midi(roll, data, tempo_qpm=tempo_qpm)
     step_s = 60.0 / tempo_qpm / (data["steps_per_bar"] // 4)
-    return [{"track": inst.name, "pitch": n.pitch, "start_step": round(n.start / step_s),
-             "end_step": round(n.end / step_s), "start_s": round(n.start, 4), "end_s": round(n.end, 4)}
-            for inst in pm.instruments for n in inst.notes]
+    out = []
+    for t, name in enumerate(data["track_names"]):
+        for p, s, e in sorted(zip(*roll_notes(roll[t])), key=lambda n: (n[1], n[0])):
+            out.append({"track": name, "pitch": int(data["pitch_low"] + p), "start_step": int(s), "end_step": int(e),
+                        "start_s": round(float(s) * step_s, 4), "end_s": round(float(e) * step_s, 4)})
+    return out
 
 
 def render(samples: np.ndarray, body: GenerateRequest, model: LoadedModel, seed: int) -> bytes:
     """The response body for ``body.format``; pure function of its inputs (same seed, same bytes)."""
-    from musicgan.render import pianoroll_png, to_midi, wav_bytes
+    from musicgan.render import midi_bytes, pianoroll_png, wav_bytes
 
     data, fmt = model.data, body.format
     if fmt == "png":
@@ -189,18 +191,12 @@ def render(samples: np.ndarray, body: GenerateRequest, model: LoadedModel, seed:
                          "notes": notes_of(roll, data, body.tempo_qpm)} for roll in samples],
         }).encode()
     if fmt in ("midi", "wav"):
-        pm = to_midi(_sequence(samples, data, gap_steps=data["steps_per_bar"]), data, tempo_qpm=body.tempo_qpm)
-        if fmt == "wav":
-            return wav_bytes(pm)
-        buf = io.BytesIO()
-        pm.write(buf)
-        return buf.getvalue()
+        mid = midi_bytes(_sequence(samples, data, gap_steps=data["steps_per_bar"]), data, tempo_qpm=body.tempo_qpm)
+        return wav_bytes(mid) if fmt == "wav" else mid
     buf = io.BytesIO()  # zip: one MIDI per sample, the pianoroll and the JSON
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for i, roll in enumerate(samples):
-            mid = io.BytesIO()
-            to_midi(roll, data, tempo_qpm=body.tempo_qpm).write(mid)
-            _zip_write(z, f"sample_{i:03d}.mid", mid.getvalue())
+            _zip_write(z, f"sample_{i:03d}.mid", midi_bytes(roll, data, tempo_qpm=body.tempo_qpm))
         _zip_write(z, "pianoroll.png", pianoroll_png(samples, data, title=f"{model.name} {model.version} seed {seed}"))
         _zip_write(z, "samples.json", render(samples, body.model_copy(update={"format": "json"}), model, seed))
     return buf.getvalue()
@@ -269,7 +265,9 @@ class MusicGAN:
 
     # --- the batched forward ----------------------------------------------------------------
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.003)
+    # No waiting for a batch to fill: a lone request goes at once, and under load the requests
+    # that arrived during the previous forward form the next batch.
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def forward(self, items: list[tuple]) -> list:
         """Many requests, one generator forward. Each item is ``(model, Request)``."""
         from musicgan.gan import generate_many
@@ -303,7 +301,10 @@ class MusicGAN:
                          threshold=body.threshold or 0.5, label=label, phrases_per_sample=phrases)
         rolls = await self.forward((model, req))
         samples = _join_phrases(rolls, body.n_samples, phrases)
-        content = await asyncio.to_thread(render, samples, body, model, seed)
+        if body.format in ("midi", "json"):  # well under a millisecond a phrase: not worth a thread hop
+            content = render(samples, body, model, seed)
+        else:
+            content = await asyncio.to_thread(render, samples, body, model, seed)
         self.served += 1
         headers = {"X-Musicgan-Seed": str(seed), "X-Musicgan-Model": f"{model.name}/{model.version}"}
         if body.format in ("midi", "wav", "zip"):

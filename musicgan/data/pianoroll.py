@@ -285,27 +285,55 @@ def pianoroll_of_file(data: bytes, fc: FeatureConfig) -> np.ndarray:
 # back to MIDI, for users
 
 
-def roll_to_pretty_midi(roll: np.ndarray, fc: FeatureConfig, tempo_qpm: float = 100.0,
-                        programs: list[int] | None = None, velocity: int = 90):
-    """``[tracks, steps, pitches]`` binary roll -> ``pretty_midi.PrettyMIDI`` (one instrument a track).
+def roll_notes(track_roll: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One track's ``[steps, pitches]`` roll -> (pitch index, start step, end step) of each note.
 
     Consecutive sounding steps of a pitch become one note (the roll has no onset channel).
+    Notes come sorted by pitch, then start.
     """
+    padded = np.pad(np.asarray(track_roll).astype(np.int8), ((1, 1), (0, 0)))
+    change = np.diff(padded, axis=0).T  # [pitches, steps + 1]
+    on_p, on_s = np.nonzero(change == 1)
+    _, off_s = np.nonzero(change == -1)  # same order: each pitch's onsets and offsets alternate
+    return on_p, on_s, off_s
+
+
+def roll_to_pretty_midi(roll: np.ndarray, fc: FeatureConfig, tempo_qpm: float = 100.0,
+                        programs: list[int] | None = None, velocity: int = 90):
+    """``[tracks, steps, pitches]`` binary roll -> ``pretty_midi.PrettyMIDI`` (one instrument a track)."""
     import pretty_midi
 
-    roll = np.asarray(roll).astype(bool)
     step_s = 60.0 / tempo_qpm / (fc.steps_per_bar // 4)
     pm = pretty_midi.PrettyMIDI(initial_tempo=tempo_qpm)
     programs = programs or [52, 52, 52, 52]  # "Choir Aahs" for SATB
     for t in range(roll.shape[0]):
         name = fc.track_names[t] if t < len(fc.track_names) else f"track{t}"
         inst = pretty_midi.Instrument(program=programs[t % len(programs)], name=name)
-        padded = np.pad(roll[t], ((1, 1), (0, 0)))
-        change = np.diff(padded.astype(np.int8), axis=0)
-        for p in range(roll.shape[2]):
-            ons = np.flatnonzero(change[:, p] == 1)
-            offs = np.flatnonzero(change[:, p] == -1)
-            for s, e in zip(ons, offs):
-                inst.notes.append(pretty_midi.Note(velocity, fc.pitch_low + p, s * step_s, e * step_s))
+        for p, s, e in zip(*roll_notes(roll[t])):
+            inst.notes.append(pretty_midi.Note(velocity, fc.pitch_low + int(p), s * step_s, e * step_s))
         pm.instruments.append(inst)
     return pm
+
+
+def roll_to_midi_bytes(roll: np.ndarray, fc: FeatureConfig, tempo_qpm: float = 100.0,
+                       programs: list[int] | None = None, velocity: int = 90) -> bytes:
+    """The same MIDI as :func:`roll_to_pretty_midi`, as file bytes, through symusic (about 10x faster:
+    this is on every served request)."""
+    from symusic import Note, Score, Tempo, Track
+
+    tpq = 480
+    ticks_per_step = tpq * 4 // fc.steps_per_bar
+    score = Score(tpq)
+    score.tempos.append(Tempo(0, qpm=float(tempo_qpm)))
+    programs = programs or [52, 52, 52, 52]
+    for t in range(roll.shape[0]):
+        name = fc.track_names[t] if t < len(fc.track_names) else f"track{t}"
+        track = Track(name=name, program=programs[t % len(programs)], is_drum=False)
+        p, s, e = roll_notes(roll[t])
+        order = np.lexsort((p, s))  # by start, then pitch: the order a MIDI file plays them
+        track.notes.extend(Note.from_numpy((s[order] * ticks_per_step).astype(np.int32),
+                                           ((e - s)[order] * ticks_per_step).astype(np.int32),
+                                           (fc.pitch_low + p[order]).astype(np.int8),
+                                           np.full(len(p), velocity, dtype=np.int8)))
+        score.tracks.append(track)
+    return score.dumps_midi()

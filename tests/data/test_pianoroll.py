@@ -149,3 +149,29 @@ def test_roll_to_pretty_midi_round_trips():
         back = inst.get_piano_roll(fs=fs)[fc.pitch_low : fc.pitch_high].T > 0
         np.testing.assert_array_equal(back, roll[t, : len(back)])
         assert not roll[t, len(back):].any()
+
+
+def test_midi_bytes_match_pretty_midi_writer_and_known_notes():
+    """symusic's fast writer (used by serving) gives the notes of the pretty_midi path, which are known."""
+    import io
+
+    import pretty_midi
+
+    from musicgan.config import FeatureConfig
+    from musicgan.data.pianoroll import roll_notes, roll_to_midi_bytes, roll_to_pretty_midi
+
+    fc = FeatureConfig(track_names=["a", "b"], pitch_low=60, pitch_high=72)
+    roll = np.zeros((2, 16, 12), dtype=bool)
+    roll[0, 0:4, 0] = True  # C4 for a quarter note (4 sixteenths)
+    roll[0, 4:6, 4] = True  # E4 for an eighth
+    roll[0, 8:12, 0] = True  # C4 again after a rest: a separate note
+    roll[1, 2:16, 11] = True  # B4 held to the end
+    assert [tuple(map(int, x)) for x in zip(*roll_notes(roll[0]))] == [(0, 0, 4), (0, 8, 12), (4, 4, 6)]
+    got = pretty_midi.PrettyMIDI(io.BytesIO(roll_to_midi_bytes(roll, fc, tempo_qpm=120)))
+    ref = roll_to_pretty_midi(roll, fc, tempo_qpm=120)
+    quarter_s = 0.5
+    expect = {("a", 60, 0.0, 1.0), ("a", 64, 1.0, 1.5), ("a", 60, 2.0, 3.0), ("b", 71, 0.5, 4.0)}
+    for pm in (got, ref):
+        notes = {(i.name, n.pitch, round(n.start / quarter_s, 3), round(n.end / quarter_s, 3))
+                 for i in pm.instruments for n in i.notes}
+        assert notes == expect
