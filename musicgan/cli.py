@@ -291,6 +291,51 @@ def add_serve_parser(sub) -> None:
     s.set_defaults(func=cmd_serve)
 
 
+SUBMIT_HELP = (
+    "Run a musicgan command as a Ray job on a cluster (Ray Jobs SDK). Everything after the command\n"
+    "name goes to that command, checked here first with its own parser. The cluster's auth token is\n"
+    "read from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token. Paths in the arguments are\n"
+    "paths on the cluster: use shared storage (a mount all nodes see, or s3:// / gs://).")
+
+
+def cmd_submit(args) -> int:
+    from musicgan.jobs import submit
+
+    return submit(args.kind, args.rest, args.address, working_dir=args.working_dir, follow=args.follow,
+                  wait=not args.no_wait)
+
+
+def cmd_jobs(args) -> int:
+    from musicgan.jobs import jobs_command
+
+    return jobs_command(args.action, args.job_id, args.address, follow=args.follow)
+
+
+def add_cluster_parsers(sub) -> None:
+    from musicgan.jobs import default_address
+
+    s = sub.add_parser("submit", help="run data|train|tune|serve as a Ray job on a cluster",
+                       description=SUBMIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       allow_abbrev=False,
+                       epilog="example:  musicgan submit train --data /shared/data/bach --run-dir /shared/runs/a "
+                              "--workers 4 --address http://HEAD:8265 --follow")
+    s.add_argument("kind", choices=["data", "train", "tune", "serve"], help="which musicgan command to run")
+    s.add_argument("--address", default=default_address(), help="the head's dashboard, http://HEAD:8265 "
+                   "(default: RAY_API_SERVER_ADDRESS, else http://127.0.0.1:8265)")
+    s.add_argument("--follow", action="store_true", help="stream the job's log until it ends")
+    s.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    s.add_argument("--working-dir", default=None, help="upload this folder as the job's working_dir "
+                   "(default: use the musicgan installed on the cluster)")
+    s.set_defaults(func=cmd_submit)
+
+    j = sub.add_parser("jobs", help="list, inspect, read the logs of, or stop Ray jobs on a cluster")
+    j.add_argument("action", choices=["list", "status", "logs", "stop"])
+    j.add_argument("job_id", nargs="?", default=None)
+    j.add_argument("--address", default=default_address(), help="the head's dashboard, http://HEAD:8265")
+    j.add_argument("--follow", action="store_true", help="logs: stream until the job ends")
+    j.set_defaults(func=cmd_jobs)
+
+
 def add_tune_parsers(sub) -> None:
     from tuning.search import DESCRIPTION, EPILOG, add_arguments
 
@@ -322,6 +367,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_train_parsers(sub)
     add_tune_parsers(sub)
     add_serve_parser(sub)
+    add_cluster_parsers(sub)
     add_demo_parser(sub)
     return parser
 
@@ -335,8 +381,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, BuildError, DataError, CheckpointError, FileNotFoundError, PermissionError)
 
 
+
 def main(argv: list[str] | None = None) -> int:
-    return run_command(lambda args: args.func(args), make_parser().parse_args(argv))
+    parser = make_parser()
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "func", None) is cmd_submit:
+        args.rest = rest  # everything not submit's own goes to the submitted command
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return run_command(lambda a: a.func(a), args)
 
 
 def run_command(func, args) -> int:
