@@ -187,7 +187,8 @@ def ray_dataset(data_dir: str, split: str | None = "train", decode_batch_rows: i
 
     Feed it to ``iter_torch_batches(batch_size=..., local_shuffle_buffer_size=...)`` on a Train
     worker: blocks stream from the shards, nothing is materialised as a whole. Pianorolls arrive as
-    ``uint8`` 0/1 (cast with ``.float()``), audio features as float32.
+    ``uint8`` 0/1 (cast with ``.float()``), audio features as float32. ``cpus_per_task`` (for
+    trials sharing a cluster) switches to small read tasks: see :func:`_small_task_dataset`.
     """
     import ray.data
     from ray.data.expressions import col
@@ -195,23 +196,50 @@ def ray_dataset(data_dir: str, split: str | None = "train", decode_batch_rows: i
     manifest = load_manifest(data_dir)
     locs = shard_locations(data_dir, manifest)
     fc = manifest["feature_config"]
+    if cpus_per_task is not None:
+        return _small_task_dataset(data_dir, manifest, split, cpus_per_task, shuffle_files)
     # Shard order is shuffled every epoch; the consumer's local shuffle buffer mixes rows within reach.
-    task_args = {} if cpus_per_task is None else {"num_cpus": cpus_per_task}
-    ctx = ray.data.DataContext.get_current()
-    use_v2 = ctx.use_datasource_v2
-    if cpus_per_task is not None and cpus_per_task < 1:
-        # Ray Data's V2 Parquet path lists files in a task that always asks a whole CPU; trials
-        # sharing a small machine never have one free, and wait forever. V1 takes our fraction.
-        ctx.use_datasource_v2 = False
-    try:
-        ds = ray.data.read_parquet([loc.path for loc in locs], filesystem=locs[0].fs, **task_args,
-                                   shuffle="files" if shuffle_files else None).select_columns(
-            ["x", "label", "split", "pitch", "instrument"])
-    finally:
-        ctx.use_datasource_v2 = use_v2
+    ds = ray.data.read_parquet([loc.path for loc in locs], filesystem=locs[0].fs,
+                               shuffle="files" if shuffle_files else None).select_columns(
+        ["x", "label", "split", "pitch", "instrument"])
     if split is not None:
         ds = ds.filter(expr=col("split") == split)  # pushed down into the Parquet read
     return ds.map_batches(
         _decode_batch, fn_kwargs=dict(kind=fc["kind"], shape=manifest["example_shape"], labels=manifest["labels"]),
-        batch_size=decode_batch_rows, batch_format="numpy", **task_args,
+        batch_size=decode_batch_rows, batch_format="numpy",
     )
+
+
+def _read_shards(batch: dict, data_dir: str, split: str | None, kind: str, shape: list[int],
+                 labels: list[str]) -> dict:
+    """Ray Data UDF: shard names -> their decoded rows of ``split``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = resolve(data_dir)
+    tables = [pq.read_table(root.join(name).path, filesystem=root.fs, filters=_split_filter(split),
+                            columns=["x", "label", "pitch", "instrument"]) for name in batch["shard"]]
+    table = pa.concat_tables(tables)
+    return _decode_batch({c: table[c].to_numpy(zero_copy_only=False) for c in table.column_names}, kind, shape,
+                         labels)
+
+
+def _small_task_dataset(data_dir: str, manifest: dict, split: str | None, cpus_per_task: float, shuffle: bool):
+    """The same rows as :func:`ray_dataset`, read by tasks that ask ``cpus_per_task`` CPUs each.
+
+    ``read_parquet`` plans its reads with tasks that ask a whole CPU (file listing in the V2 path,
+    size sampling in V1). Trials that share a cluster hold fractions of every node's CPUs, so no
+    node may have a whole CPU free, and those tasks would wait forever. Here one task reads one
+    shard with pyarrow; the shard order is shuffled when the dataset is made.
+    """
+    import random
+
+    import ray.data
+
+    names = [s["path"] for s in manifest["shards"]]
+    if shuffle:
+        random.shuffle(names)
+    ds = ray.data.from_items([{"shard": n} for n in names], override_num_blocks=len(names))
+    return ds.map_batches(_read_shards, batch_size=1, batch_format="numpy", num_cpus=cpus_per_task,
+                          fn_kwargs=dict(data_dir=data_dir, split=split, kind=manifest["feature_config"]["kind"],
+                                         shape=manifest["example_shape"], labels=manifest["labels"]))
