@@ -95,7 +95,9 @@ case "$cmd" in
   down)
     for f in "$DIR"/w*.pid; do [ -e "$f" ] && stop_node "$(basename "$f" .pid)"; done
     stop_node head
-    # anything still running from this cluster's temp dirs is a leak: end it and say so
+    # processes of the nodes may take a moment to exit after their raylet; what is still running
+    # from this cluster's temp dirs after that is a leak: end it and say so
+    for _ in $(seq 30); do pgrep -f -- "$DIR/t/" >/dev/null || break; sleep 0.5; done
     left=$(pgrep -f -- "$DIR/t/" || true)
     if [ -n "$left" ]; then echo "local.sh: ending stray processes $left"; kill -KILL $left 2>/dev/null || true; fi
     rm -f "$DIR/ports"

@@ -1,7 +1,8 @@
 """A served model for the serving tests: one Serve instance on a free loopback port.
 
-Package-scoped: Serve and its replica (0.5 CPU) go away when tests/serving/ is done, so later
-tests get the shared Ray instance's CPUs back (a 2-worker training run needs them).
+Module-scoped: Serve and its replica (0.5 CPU) go away after each test module, so later tests get
+the shared Ray instance's CPUs back (a 2-worker training run needs them). ("package" scope would
+not end here: tests/ has no __init__.py files.)
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Http:
         return json.loads(content)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def serve_port(ray_instance):
     from ray import serve
 
@@ -75,7 +76,7 @@ def serve_port(ray_instance):
     serve.shutdown()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def registry_root(bach_data, tmp_path_factory):
     """models/bach/v1 promoted from a checkpoint; tests may promote v2."""
     from musicgan.registry import promote
@@ -85,7 +86,7 @@ def registry_root(bach_data, tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def served(serve_port, registry_root):
     """The main app, deployed once: ``Http`` on its base URL."""
     from ray import serve
