@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,13 @@ def _trained_steps(trial_dir: Path) -> int:
     return last
 
 
+def _trial_id(path: str) -> str | None:
+    """From the trial folder's name (``run_trial_80859_00002_2_...``). Not from the last result:
+    after a PBT exploit that result is a copy of the cloned trial's, trial_id included."""
+    m = re.search(r"_([0-9a-f]{5}_\d{5})(?:_|$)", Path(path).name)
+    return m.group(1) if m else None
+
+
 def rows_from_grid(grid, keys: list[str], total_steps: int, trials_dir: Path | None = None) -> list[TrialRow]:
     """One row per trial of a Tune ``ResultGrid``."""
     rows = []
@@ -70,7 +78,7 @@ def rows_from_grid(grid, keys: list[str], total_steps: int, trials_dir: Path | N
         steps = int(m.get("step") or (history[-1][0] if history else 0))
         status = "error" if r.error else ("completed" if steps >= total_steps else "stopped")
         rows.append(TrialRow(
-            trial_id=str(m.get("trial_id") or Path(r.path).name.split("_")[-1]), status=status, steps=steps,
+            trial_id=_trial_id(r.path) or str(m.get("trial_id")), status=status, steps=steps,
             fmd=_num(m.get("FMD")), best_fmd=min((f for _, f in history), default=math.nan),
             fmd_ratio=_num(m.get("FMD_ratio")), diversity=_num(m.get("diversity")), copies=_num(m.get("copies")),
             params={k: (r.config or {}).get(k) for k in keys}, checkpoint=m.get("checkpoint_path"),

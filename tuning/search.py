@@ -201,7 +201,7 @@ def make_scheduler(spec: SearchSpec, cfg: Config, params):
         if not mutations:
             raise ConfigError(f"PBT perturbs {' and '.join(PBT_KEYS)}; put at least one of them in the space")
         return PopulationBasedTraining(time_attr="step", perturbation_interval=spec.perturb_steps or 2 * every,
-                                       hyperparam_mutations=mutations, quantile_fraction=0.25, seed=spec.seed)
+                                       hyperparam_mutations=mutations, quantile_fraction=0.25)
     if spec.scheduler == "none":
         return FIFOScheduler()
     raise ConfigError(f"unknown scheduler {spec.scheduler!r}; use asha, pbt or none")
