@@ -6,6 +6,7 @@ promote into demo/models -> serve it over HTTP (until Ctrl-C; ``--no-serve`` sto
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -90,6 +91,8 @@ def serve_until_interrupted(model: str, port: int) -> int:
         print(serve_summary(url, json.loads(r.read())))
     print(f"  {checked}")
     print("  serving until Ctrl-C", flush=True)
+    # Ray Train's fit() left its own SIGINT handler (it aborts a run that is over): take Ctrl-C back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while True:
             time.sleep(3600)
