@@ -251,27 +251,10 @@ def cmd_promote(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    import time
+    from serving.app import serve_until_interrupted
 
-    from serving.app import start, summary_text
-
-    start(args.model, host=args.host, port=args.port, replicas=args.replicas, threads=args.threads)
-    url = f"http://{args.host}:{args.port}"
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(url + "/v1/model", timeout=60) as r:
-        print(summary_text(url, json.loads(r.read())))
-    print("  (Ctrl-C stops the server)")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        from ray import serve
-
-        serve.shutdown()
-        print("serve: stopped")
-    return 0
+    return serve_until_interrupted(args.model, host=args.host, port=args.port, replicas=args.replicas,
+                                   threads=args.threads)
 
 
 def add_serve_parser(sub) -> None:

@@ -6,7 +6,6 @@ promote into demo/models -> serve it over HTTP (until Ctrl-C; ``--no-serve`` sto
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
@@ -67,36 +66,7 @@ def run_demo(out: str, workers: int = 2, steps: int | None = None, preset: str =
     print(promote_summary(record), flush=True)
     if not serve:
         return 0
-    return serve_until_interrupted(str(root / "models" / "bach" / "latest"), port)
-
-
-def serve_until_interrupted(model: str, port: int) -> int:
-    """Serve ``model``, prove one request works, print how to call it, and keep serving until Ctrl-C."""
-    import json
-    import urllib.request
-
-    from ray import serve
-
-    from serving.app import start
-    from serving.app import summary_text as serve_summary
+    from serving.app import serve_until_interrupted
 
     print("\n== serve: Ray Serve on 127.0.0.1", flush=True)
-    start(model, port=port)
-    url = f"http://127.0.0.1:{port}"
-    req = urllib.request.Request(url + "/v1/generate", data=json.dumps({"seed": 7, "format": "midi"}).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req, timeout=120) as r:
-        checked = f"checked: POST /v1/generate -> {r.status}, {len(r.read())} bytes of {r.headers['content-type']}"
-    with urllib.request.urlopen(url + "/v1/model", timeout=60) as r:
-        print(serve_summary(url, json.loads(r.read())))
-    print(f"  {checked}")
-    print("  serving until Ctrl-C", flush=True)
-    # Ray Train's fit() left its own SIGINT handler (it aborts a run that is over): take Ctrl-C back.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        serve.shutdown()
-        print("serve: stopped")
-    return 0
+    return serve_until_interrupted(str(root / "models" / "bach" / "latest"), port=port, check=True)

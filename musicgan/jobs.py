@@ -113,17 +113,22 @@ def submit(kind: str, args: list[str], address: str, working_dir: str | None = N
         print(f"  follow       musicgan jobs logs {job_id} --address {address} --follow", file=out)
         return 0
     if follow:
-        import asyncio
-
-        async def tail():
-            async for lines in c.tail_job_logs(job_id):
-                out.write(lines)
-                out.flush()
-
-        asyncio.run(tail())
+        _tail(c, job_id, out)
     status = _wait(c, job_id, out, quiet=follow)
     print(summary_text(c, job_id, status, address, show_logs=not follow), file=out)
     return 0 if status == JobStatus.SUCCEEDED else 1
+
+
+def _tail(c, job_id: str, out) -> None:
+    """Stream a job's log to ``out`` until the job ends."""
+    import asyncio
+
+    async def tail():
+        async for lines in c.tail_job_logs(job_id):
+            out.write(lines)
+            out.flush()
+
+    asyncio.run(tail())
 
 
 def _wait(c, job_id: str, out, quiet: bool, poll_s: float = 2.0):
@@ -174,13 +179,7 @@ def jobs_command(action: str, job_id: str | None, address: str, follow: bool = F
                 print(f"  message      {info.message.strip().splitlines()[-1][:300]}", file=out)
         elif action == "logs":
             if follow:
-                import asyncio
-
-                async def tail():
-                    async for lines in c.tail_job_logs(job_id):
-                        out.write(lines)
-
-                asyncio.run(tail())
+                _tail(c, job_id, out)
             else:
                 out.write(c.get_job_logs(job_id))
         elif action == "stop":

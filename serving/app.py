@@ -72,8 +72,6 @@ class LoadedModel:
     """A generator plus what the API needs to know about it; replaced whole when a new version loads."""
 
     def __init__(self, ref: str):
-        import torch
-
         from musicgan.checkpoint import load_generator
         from musicgan.registry import resolve
 
@@ -85,7 +83,6 @@ class LoadedModel:
         self.version = self.record.get("version") or f"step-{self.meta['step']}"
         self.name = self.record.get("name") or Path(path).parent.name
         self.output = self.g.output
-        torch.manual_seed(0)
 
     def info(self) -> dict:
         rec = self.record
@@ -354,6 +351,37 @@ def start(model: str, host: str = "127.0.0.1", port: int = 8000, replicas: int =
     ensure_ray()
     serve.start(http_options={"host": host, "port": port})
     return serve.run(application, name=name, route_prefix="/", blocking=False)
+
+
+def serve_until_interrupted(model: str, host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
+                            threads: int = 1, check: bool = False) -> int:
+    """Start serving ``model``, print how to call it (``check``: after one real request), and
+    keep serving until Ctrl-C. What ``musicgan serve`` and the end of ``musicgan demo`` run."""
+    import signal
+    import urllib.request
+
+    start(model, host=host, port=port, replicas=replicas, threads=threads)
+    url = f"http://{host}:{port}"
+    checked = None
+    if check:
+        req = urllib.request.Request(url + "/v1/generate", data=json.dumps({"seed": 7, "format": "midi"}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=120) as r:
+            checked = f"checked: POST /v1/generate -> {r.status}, {len(r.read())} bytes of {r.headers['content-type']}"
+    with urllib.request.urlopen(url + "/v1/model", timeout=60) as r:
+        print(summary_text(url, json.loads(r.read())))
+    if checked:
+        print(f"  {checked}")
+    print("  serving until Ctrl-C", flush=True)
+    # Ray Train's fit() leaves its own SIGINT handler (it aborts a run that is over): take Ctrl-C back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.shutdown()
+        print("serve: stopped")
+    return 0
 
 
 def summary_text(url: str, info: dict) -> str:
