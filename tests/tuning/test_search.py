@@ -78,7 +78,8 @@ def test_best_checkpoint_is_promoted_and_loads(search, tmp_path):
     assert record["config"]["optim"]["lr_g"] == pytest.approx(best.params["optim.lr_g"])
     path, rec = registry.resolve(str(tmp_path / "models" / "bach-tiny" / "latest"))
     g, cfg, data, meta = ckpt.load_generator(path)
-    assert meta["step"] == best.steps == 12 and rec["version"] == "v1"
+    # the best may be a trial ASHA stopped (GAN FMD is not monotonic): the promoted weights are its last
+    assert meta["step"] == best.steps == int(Path(best.checkpoint).name.split("_")[1]) and rec["version"] == "v1"
     rolls = generate(g, 3, seed=0)
     assert tuple(rolls.shape) == (3, *data["example_shape"])
 
