@@ -37,11 +37,17 @@ class CheckpointError(Exception):
 def data_info(manifest: dict) -> dict:
     """What a checkpoint needs to know about its data to rebuild the model and decode its output."""
     fc = manifest["feature_config"]
-    return {
+    info = {
+        "kind": manifest["kind"],
         "feature_config": fc, "feature_hash": manifest["feature_hash"], "example_shape": manifest["example_shape"],
         "labels": manifest["labels"], "bars": fc["bars"], "steps_per_bar": fc["steps_per_bar"],
         "pitch_low": fc["pitch_low"], "track_names": fc["track_names"],
     }
+    if manifest["kind"] == "mel":  # the spectrogram GAN's conditions and the dB scale it works in
+        stats = manifest.get("track_stats", {})
+        info.update(pitches=manifest.get("pitches", []), instruments=manifest.get("instruments", []),
+                    db_mean=stats.get("mean_db", -50.0), db_std=stats.get("std_db", 25.0))
+    return info
 
 
 def save(path: str | Path, gan: GAN, cfg: Config, data: dict, extra: dict | None = None) -> Path:
@@ -99,12 +105,12 @@ def restore(path: str | Path, gan: GAN) -> None:
 
 def load_generator(path: str | Path, ema: bool = True):
     """Rebuild the generator from the checkpoint alone. Returns ``(generator, config, data_info, meta)``."""
-    from musicgan.model import build_models
+    from musicgan.model import build_for_data
 
     meta = read_meta(path)
     cfg = from_dict(Config, meta["config"])
     data = meta["data"]
-    g, _ = build_models(cfg.model, data["example_shape"], data["bars"], len(data["labels"]))
+    g, _ = build_for_data(cfg.model, data)
     g.load_state_dict(load_state(path, "generator_ema.pt" if ema else "generator.pt"))
     return g.eval(), cfg, data, meta
 

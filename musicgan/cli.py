@@ -52,8 +52,12 @@ def add_data_parser(sub) -> None:
             "  bach        the Bach chorales inside music21 (4 tracks: S, A, T, B) [default]\n"
             "  folk        Essen, O'Neill 1850 and Ryan's Mammoth tunes inside music21 (1 track)\n"
             "  bach-audio  the chorales rendered to audio (FluidSynth if installed, else sine tones)\n"
+            "  notes       single notes over a pitch x instrument x velocity grid (NSynth-like), rendered\n"
+            "              from General MIDI programs; labelled with pitch and instrument, for the\n"
+            "              spectrogram GAN (1 s clips, 80 mels; pitches from --pitch-range, default 48:84)\n"
             "  PATH|URI    a folder of .mid/.midi files, or of wav/flac/ogg/mp3 audio; any pyarrow\n"
-            "              filesystem URI works (s3://bucket/prefix, gs://...)\n\n"
+            "              filesystem URI works (s3://bucket/prefix, gs://...). An audio folder may hold\n"
+            "              labels.csv (columns file,pitch,instrument) to label single-note clips\n\n"
             "Bad files are skipped and listed in the manifest with their reason. Running the same\n"
             "build again on the same inputs does nothing."),
         epilog="example:  musicgan data build --source bach --out data/bach --transpose -2:2",
@@ -75,6 +79,11 @@ def add_data_parser(sub) -> None:
     b.add_argument("--n-mels", type=_positive, default=None, help="mel bands for audio (default 64)")
     b.add_argument("--hop-length", type=_positive, default=None, help="audio samples between frames (default 256)")
     b.add_argument("--clip-seconds", type=float, default=None, help="audio clip length in seconds (default 2.0)")
+    b.add_argument("--instruments", default=None, metavar="NAMES",
+                   help="notes: comma-separated instruments (default piano,guitar,violin,trumpet,flute,organ; "
+                        "also bass, clarinet)")
+    b.add_argument("--velocities", type=_transpose, default=None, metavar="LIST",
+                   help="notes: MIDI velocities, e.g. 70,110 (the default)")
     b.add_argument("--limit", type=_positive, default=None, help="use at most this many input files")
     b.add_argument("--files-per-shard", type=_positive, default=32, help="input files per shard (default 32)")
     b.add_argument("--force", action="store_true", help="rebuild even if the output is up to date")
@@ -90,6 +99,8 @@ def feature_config_from_args(args):
         fc.track_names, fc.track_mode = ["melody"], "merge"
     if args.source == "bach-audio":
         fc.kind = "mel"
+    if args.source == "notes":
+        fc.kind, fc.clip_seconds, fc.n_mels, fc.pitch_low, fc.pitch_high = "mel", 1.0, 80, 48, 84
     for attr, field in (("bars", "bars"), ("steps_per_bar", "steps_per_bar"), ("hop_bars", "hop_bars"),
                         ("transpose", "transpose"), ("track_mode", "track_mode"), ("sample_rate", "sample_rate_hz"),
                         ("n_mels", "n_mels"), ("hop_length", "hop_length"), ("clip_seconds", "clip_seconds")):
@@ -109,8 +120,17 @@ def cmd_data_build(args) -> int:
     from musicgan.data.build import build, summary_text
 
     fc = feature_config_from_args(args)
+    instruments = [t.strip() for t in args.instruments.split(",") if t.strip()] if args.instruments else None
+    if (instruments or args.velocities) and args.source != "notes":
+        from musicgan.data.build import BuildError
+
+        raise BuildError("--instruments and --velocities shape the notes source; use them with --source notes")
+    if args.velocities and not all(1 <= v <= 127 for v in args.velocities):
+        from musicgan.data.build import BuildError
+
+        raise BuildError(f"velocities must be MIDI velocities 1..127, not {args.velocities}")
     result = build(args.source, args.out, fc, limit=args.limit, files_per_shard=args.files_per_shard,
-                   progress=not args.quiet, force=args.force)
+                   progress=not args.quiet, force=args.force, instruments=instruments, velocities=args.velocities)
     print(summary_text(result))
     return 0
 
@@ -119,16 +139,19 @@ def add_train_parsers(sub) -> None:
     t = sub.add_parser(
         "train", help="train a GAN on a data build (Ray Train, one or many workers)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=("Train the multi-track pianoroll GAN on shards from `musicgan data build`.\n\n"
+        description=("Train a GAN on shards from `musicgan data build`: the multi-track pianoroll GAN on\n"
+                     "MIDI data, or the pitch/instrument-conditioned spectrogram GAN on audio (--preset audio-*).\n\n"
                      "Presets: cpu-tiny (seconds, for tests), cpu (default; two-core machines),\n"
-                     "gpu (MuseGAN scale, bf16, NCCL). --set changes any config key, e.g.\n"
+                     "gpu (MuseGAN scale, bf16, NCCL); audio-tiny, audio-cpu (about 5 min on the notes\n"
+                     "build), audio-gpu. --set changes any config key, e.g.\n"
                      "--set optim.lr_g=5e-4 --set loss.kind=hinge. Re-running the same command resumes\n"
                      "the run from its latest checkpoint."),
         epilog="example:  musicgan train --data data/bach --run-dir runs/bach --workers 2",
     )
     t.add_argument("--data", required=True, help="data build folder (with manifest.json)")
     t.add_argument("--run-dir", required=True, help="run folder: checkpoints, metrics.csv, tensorboard/, samples/")
-    t.add_argument("--preset", default="cpu", help="cpu-tiny | cpu | gpu (default cpu)")
+    t.add_argument("--preset", default="cpu", help="cpu-tiny | cpu | gpu for pianoroll data; audio-tiny | audio-cpu | "
+                   "audio-gpu for audio (the spectrogram GAN); default cpu")
     t.add_argument("--workers", type=_positive, default=None, help="Ray Train workers (default: the preset's)")
     t.add_argument("--steps", type=_positive, default=None, help="generator steps (default: the preset's)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -143,6 +166,10 @@ def add_train_parsers(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
     s.add_argument("--temperature", type=float, default=0.0, help="0 = most likely notes; >0 samples")
     s.add_argument("--no-wav", action="store_true", help="skip audio rendering")
+    s.add_argument("--pitch", type=int, default=None,
+                   help="audio models: MIDI pitch of every clip (default: walk the trained pitches)")
+    s.add_argument("--instrument", default=None,
+                   help="audio models: instrument name, or 'all' for one set per instrument (default: walk them)")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("evaluate", help="compare a checkpoint's music with the data: a table, and JSON")
@@ -200,6 +227,8 @@ def cmd_sample(args) -> int:
 
     path = find_latest(args.checkpoint)
     g, cfg, data, meta = load_generator(path)
+    if cfg.model.family == "spectrogram":
+        return _sample_audio(args, g, data, meta, path)
     rolls = generate(g, args.n, seed=args.seed, temperature=args.temperature).numpy()
     written = write_samples(rolls, data, args.out, wav=not args.no_wav)
     print(f"sample: {args.n} phrases from {path} (step {meta['step']}, seed {args.seed})")
@@ -210,9 +239,44 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
-    from musicgan.evaluate import evaluate, table_text
+def _sample_audio(args, g, data, meta, path) -> int:
+    """``musicgan sample`` for a spectrogram model: WAVs (Griffin-Lim) and a spectrogram PNG."""
+    import torch
 
+    from musicgan.audio_model import NoteRequest, condition_index, generate_mels, label_grid
+    from musicgan.render import write_audio_samples
+
+    if args.instrument == "all" or (args.pitch is not None and args.instrument is None):
+        instruments = data.get("instruments") or [None]
+    else:
+        instruments = [args.instrument]
+    if args.pitch is None and args.instrument is None:
+        cond = label_grid(data, args.n).tolist()
+    else:
+        cond = []
+        for name in instruments:
+            p, i = condition_index(data, args.pitch, name)
+            if args.pitch is None:  # walk the pitches for this instrument
+                cond += [[k % max(len(data.get("pitches") or []), 1), i] for k in range(args.n)]
+            else:
+                cond += [[p, i]] * args.n
+    mels = generate_mels(g, [NoteRequest(1, args.seed + k, p, i) for k, (p, i) in enumerate(cond)])
+    mels = torch.cat(mels).numpy()
+    written = write_audio_samples(mels, data, args.out, cond=cond, title=f"step {meta['step']}, seed {args.seed}")
+    print(f"sample: {len(mels)} clips from {path} (step {meta['step']}, seed {args.seed})")
+    print(f"  WAV   {sum(p.suffix == '.wav' for p in written)} files in {args.out} (Griffin-Lim from the mel)")
+    print(f"  PNG   {[str(p) for p in written if p.suffix == '.png'][0]}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from musicgan.checkpoint import find_latest, read_meta
+    from musicgan.evaluate import audio_table_text, evaluate, evaluate_audio, table_text
+
+    if read_meta(find_latest(args.checkpoint))["config"]["model"]["family"] == "spectrogram":
+        report = evaluate_audio(args.checkpoint, args.data, n=min(args.n, 256), seed=args.seed, json_path=args.json)
+        print(audio_table_text(report))
+        return 0
     report = evaluate(args.checkpoint, args.data, n=args.n, seed=args.seed, json_path=args.json)
     print(table_text(report))
     return 0
@@ -359,9 +423,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from musicgan.checkpoint import CheckpointError
     from musicgan.config import ConfigError
     from musicgan.data.build import BuildError
+    from musicgan.audio_model import ConditionError
     from musicgan.data.shards import DataError
 
-    return (ConfigError, BuildError, DataError, CheckpointError, FileNotFoundError, PermissionError)
+    return (ConfigError, BuildError, DataError, CheckpointError, ConditionError, FileNotFoundError, PermissionError)
 
 
 

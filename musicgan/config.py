@@ -206,7 +206,9 @@ class ModelConfig:
     """The GAN's architecture. Models take explicit arguments; only builders read this."""
 
     family: str = "pianoroll"
-    """``pianoroll`` (multi-track MuseGAN-style GAN)."""
+    """``pianoroll`` (multi-track MuseGAN-style GAN, for ``pianoroll`` data) or ``spectrogram``
+    (pitch- and instrument-conditioned log-mel GAN with an auxiliary classifier, for ``mel`` data;
+    see :mod:`musicgan.audio_model`)."""
     output: str = "monophonic"
     """``monophonic``: each track plays one pitch or rests at each step (softmax, straight-through
     one-hot): right for voices and melodies. ``binary``: any set of pitches (sigmoid, straight-through
@@ -233,6 +235,9 @@ class LossConfig:
     """Critic (discriminator) updates per generator update."""
     gp_weight: float = 10.0
     """Gradient-penalty weight (wgan-gp only)."""
+    aux_weight: float = 1.0
+    """Weight of the auxiliary classifier's cross-entropy (spectrogram family, AC-GAN): the critic
+    learns to name the pitch and instrument of real clips, and G is pushed to make clips it names right."""
 
 
 @dataclass
@@ -290,8 +295,8 @@ class Config:
     """The preset this config started from (informational)."""
 
     def validate(self) -> "Config":
-        if self.model.family != "pianoroll":
-            raise ConfigError(f"model.family must be 'pianoroll', not {self.model.family!r}")
+        if self.model.family not in ("pianoroll", "spectrogram"):
+            raise ConfigError(f"model.family must be 'pianoroll' or 'spectrogram', not {self.model.family!r}")
         if self.model.output not in ("monophonic", "binary"):
             raise ConfigError(f"model.output must be 'monophonic' or 'binary', not {self.model.output!r}")
         if self.loss.kind not in ("wgan-gp", "hinge"):

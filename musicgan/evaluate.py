@@ -80,3 +80,114 @@ def table_text(report: dict) -> str:
     lines.append(f"  FMD {m['FMD']:.3f}, untrained {m['FMD_untrained']:.3f}")
     lines.append(f"  all targets met: {'yes' if report['passed'] else 'no'}    JSON: {report['json_path']}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# audio (model.family "spectrogram")
+
+PITCH_RATIO_MIN = 0.9  # generated pitch accuracy / the training clips' own (issue 7's target)
+
+
+class AudioEvaluator:
+    """Generated single-note clips against the data: Fréchet mel-statistics distance, pitch accuracy, diversity.
+
+    The clips are spread over the whole pitch x instrument grid. Pitch accuracy goes through the
+    same path a listener's audio does (mel -> Griffin-Lim -> pYIN); the training clips' accuracy
+    through that same path is the ceiling (``pitch_accuracy_real``), computed once.
+    """
+
+    def __init__(self, data_dir: str, data: dict, n_samples: int, max_real: int = 1000, pitch_clips: int = 64):
+        from musicgan.data.shards import ShardReader
+
+        self.data, self.n, self.pitch_clips = data, n_samples, pitch_clips
+        real = ShardReader(data_dir, split=None).arrays(max_rows=max_real)
+        self.real = real["x"]
+        self.fc = _feature_config(data)
+        self.pitch_range = (min(data["pitches"]), max(data["pitches"])) if data.get("pitches") else None
+        self.real_pitch_accuracy = float("nan")
+        if self.pitch_range:
+            pick = np.random.default_rng(0).permutation(len(self.real))[:pitch_clips]
+            self.real_pitch_accuracy = self._pitch_accuracy(self.real[pick], real["pitch"][pick])
+
+    def _pitch_accuracy(self, mels: np.ndarray, target_midi: np.ndarray) -> float:
+        from musicgan.audio_metrics import clip_pitch_accuracy
+        from musicgan.data.audio import mel_to_audio
+
+        audio = mel_to_audio(mels[:, 0], self.fc)
+        return clip_pitch_accuracy(audio, target_midi, self.fc.sample_rate_hz, self.pitch_range)[0]
+
+    def __call__(self, g) -> tuple[dict[str, float], np.ndarray]:
+        from musicgan import audio_metrics as AM
+        from musicgan.audio_model import generate_grid
+
+        fake, cond = generate_grid(g, self.data, self.n, seed=1234)
+        fake = fake.numpy()
+        out = {"FMD": AM.mel_fd(fake, self.real), "diversity": AM.diversity_ratio(fake, self.real)}
+        if self.pitch_range:
+            k = min(self.pitch_clips, len(fake))
+            target = np.asarray(self.data["pitches"])[cond[:k, 0].numpy()]
+            out["pitch_accuracy"] = self._pitch_accuracy(fake[:k], target)
+            out["pitch_accuracy_real"] = self.real_pitch_accuracy
+            out["pitch_accuracy_ratio"] = (out["pitch_accuracy"] / self.real_pitch_accuracy
+                                           if self.real_pitch_accuracy else float("nan"))
+        return out, fake
+
+
+def _feature_config(data: dict):
+    from musicgan.config import FeatureConfig, from_dict
+
+    return from_dict(FeatureConfig, data["feature_config"])
+
+
+def evaluate_audio(checkpoint: str, data_dir: str, n: int = 256, seed: int = 0, json_path: str | None = None) -> dict:
+    """``musicgan evaluate`` for a spectrogram checkpoint: the trained generator and an untrained one."""
+    from musicgan.data.shards import load_manifest
+    from musicgan.model import build_for_data
+
+    path = find_latest(checkpoint)
+    g, cfg, data, meta = load_generator(path)
+    if load_manifest(data_dir)["feature_hash"] != data["feature_hash"]:
+        raise CheckpointError(f"{path} was trained on features {data['feature_hash']}, but {data_dir} differs: "
+                              "evaluate against the data it was trained on")
+    ev = AudioEvaluator(data_dir, data, n)
+    res, _ = ev(g)
+    torch.manual_seed(cfg.train.seed)
+    untrained, _ = build_for_data(cfg.model, data)
+    res_untrained, _ = ev(untrained)
+    res["FMD_untrained"] = res_untrained["FMD"]
+    res["FMD_ratio"] = res["FMD"] / res_untrained["FMD"] if res_untrained["FMD"] else None
+    res["pitch_accuracy_untrained"] = res_untrained.get("pitch_accuracy")
+    checks = {
+        "FMD_ratio": {"value": res["FMD_ratio"], "target": f"<= {FMD_RATIO_MAX}",
+                      "ok": res["FMD_ratio"] is not None and res["FMD_ratio"] <= FMD_RATIO_MAX},
+        "diversity": {"value": res["diversity"], "target": f">= {DIVERSITY_MIN}", "ok": res["diversity"] >= DIVERSITY_MIN},
+    }
+    if "pitch_accuracy_ratio" in res:
+        checks["pitch_accuracy_ratio"] = {"value": res["pitch_accuracy_ratio"], "target": f">= {PITCH_RATIO_MIN}",
+                                          "ok": bool(res["pitch_accuracy_ratio"] >= PITCH_RATIO_MIN)}
+    report = {"checkpoint": str(path), "step": meta["step"], "data": str(data_dir), "n": n, "seed": seed,
+              "family": "spectrogram", "metrics": res, "checks": checks,
+              "passed": all(c["ok"] for c in checks.values())}
+    out = Path(json_path) if json_path else path / "evaluation.json"
+    out.write_text(json.dumps(report, indent=2, default=float))
+    report["json_path"] = str(out)
+    return report
+
+
+def audio_table_text(report: dict) -> str:
+    m, checks = report["metrics"], report["checks"]
+
+    def f(v):
+        return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.3f}"
+
+    lines = [f"evaluate: {report['checkpoint']} (step {report['step']}), {report['n']} generated clips over the "
+             "pitch x instrument grid",
+             f"  pitch accuracy   generated {f(m.get('pitch_accuracy'))}   training clips {f(m.get('pitch_accuracy_real'))}"
+             f"   untrained {f(m.get('pitch_accuracy_untrained'))}   (pYIN, within 0.5 semitone, after Griffin-Lim)",
+             f"  FMD (mel stats)  {f(m['FMD'])}   untrained {f(m['FMD_untrained'])}"]
+    labels = {"pitch_accuracy_ratio": "pitch accuracy / training", "FMD_ratio": "FMD / untrained",
+              "diversity": "diversity"}
+    for k, c in checks.items():
+        lines.append(f"  {labels[k]:<26}{f(c['value']):>8}  {'ok' if c['ok'] else 'MISS'}  {c['target']}")
+    lines.append(f"  all targets met: {'yes' if report['passed'] else 'no'}    JSON: {report['json_path']}")
+    return "\n".join(lines)

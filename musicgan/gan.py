@@ -51,6 +51,19 @@ def _autocast(cfg: Config, device: torch.device):
     return contextlib.nullcontext()
 
 
+def _critic(d: nn.Module, x: torch.Tensor, labels: torch.Tensor | None):
+    """``(score, aux logits or None)``: a critic with an auxiliary classifier returns ``(score, *logits)``."""
+    out = d(x, labels)
+    if isinstance(out, tuple):
+        return out[0].float(), out[1:]
+    return out.float(), None
+
+
+def aux_loss(aux: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
+    """AC-GAN classifier loss: the summed cross-entropy of each head against its label column."""
+    return sum(torch.nn.functional.cross_entropy(logits.float(), labels[:, i]) for i, logits in enumerate(aux))
+
+
 def critic_step(gan: GAN, real: torch.Tensor, labels: torch.Tensor | None, cfg: Config) -> dict[str, float]:
     """One critic update on a real batch and as many generated phrases."""
     g = unwrap(gan.g)
@@ -59,20 +72,26 @@ def critic_step(gan: GAN, real: torch.Tensor, labels: torch.Tensor | None, cfg: 
         z, zt = g.sample_latents(b, device=real.device)
         fake = g(z, zt, labels).float()
     with _autocast(cfg, real.device):
-        scores = gan.d(torch.cat([real, fake]), None if labels is None else torch.cat([labels, labels])).float()
+        scores, aux = _critic(gan.d, torch.cat([real, fake]), None if labels is None else torch.cat([labels, labels]))
     d_real, d_fake = scores[:b], scores[b:]
     out: dict[str, float] = {}
     if cfg.loss.kind == "wgan-gp":
         alpha = torch.rand(b, 1, 1, 1, device=real.device)
         mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
         # The penalty needs a double backward; it stays in fp32 for stability.
-        grad = torch.autograd.grad(gan.d(mixed, labels).sum(), mixed, create_graph=True)[0]
+        grad = torch.autograd.grad(_critic(gan.d, mixed, labels)[0].sum(), mixed, create_graph=True)[0]
         gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
         loss = d_fake.mean() - d_real.mean() + cfg.loss.gp_weight * gp
         out["gp"] = gp.item()
         out["wasserstein"] = (d_real.mean() - d_fake.mean()).item()
     else:
         loss = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
+    if aux is not None and labels is not None:
+        # the classifier learns from real clips only; fake ones would teach it the generator's mistakes
+        ac = aux_loss(tuple(a[:b] for a in aux), labels)
+        loss = loss + cfg.loss.aux_weight * ac
+        out["aux_real"] = ac.item()
+        out["aux_acc_real"] = (aux[0][:b].argmax(1) == labels[:, 0]).float().mean().item()
     gan.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     gan.opt_d.step()
@@ -89,13 +108,19 @@ def generator_step(gan: GAN, batch_size: int, labels: torch.Tensor | None, cfg: 
         with _autocast(cfg, device):
             z, zt = unwrap(gan.g).sample_latents(batch_size, device=device)
             fake = gan.g(z, zt, labels)
-            loss = -d(fake, labels).float().mean()
+            score, aux = _critic(d, fake, labels)
+            loss = -score.mean()
+            out = {}
+            if aux is not None and labels is not None:  # AC-GAN: make clips the critic names as asked
+                ac = aux_loss(aux, labels)
+                loss = loss + cfg.loss.aux_weight * ac
+                out["aux_fake"] = ac.item()
         gan.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         gan.opt_g.step()
     finally:
         d.requires_grad_(True)
-    return {"g_loss": loss.item()}
+    return {"g_loss": loss.item(), **out}
 
 
 @torch.no_grad()

@@ -212,3 +212,12 @@ def build_models(model_cfg, example_shape: list[int], bars: int, n_labels: int) 
                   label_dim=model_cfg.label_dim, output=model_cfg.output, time_upsample=model_cfg.time_upsample)
     d = Critic(n_tracks, bars, steps_per_bar, n_pitches, channels=model_cfg.channels, n_labels=n_labels)
     return g, d
+
+
+def build_for_data(model_cfg, data: dict):
+    """The generator and critic for ``model_cfg.family``, shaped by a checkpoint's data info."""
+    if model_cfg.family == "spectrogram":
+        from musicgan.audio_model import build_spectrogram_models
+
+        return build_spectrogram_models(model_cfg, data)
+    return build_models(model_cfg, data["example_shape"], data["bars"], len(data["labels"]))

@@ -141,3 +141,89 @@ def metric_plot(rows: list[dict], keys: list[str], path: str | Path, title: str 
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# audio (spectrogram GAN)
+
+
+def note_name(midi_pitch: int) -> str:
+    import pretty_midi
+
+    return pretty_midi.note_number_to_name(int(midi_pitch))
+
+
+def condition_names(data: dict, cond) -> list[str]:
+    """``[n, 2]`` (pitch index, instrument index) -> names like ``violin C4 (60)``."""
+    pitches, instruments = data.get("pitches") or [], data.get("instruments") or []
+    out = []
+    for p, i in np.asarray(cond).tolist():
+        name = instruments[i] if i < len(instruments) else "audio"
+        out.append(f"{name} {note_name(pitches[p])} ({pitches[p]})" if p < len(pitches) else name)
+    return out
+
+
+def mel_png(mels: np.ndarray, data: dict, path: str | Path | None = None, titles: list[str] | None = None,
+            title: str | None = None, columns: int = 4) -> bytes:
+    """A grid of log-mel spectrograms (dB, time across, mel bands up); returns PNG bytes (and writes ``path``)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mels = np.asarray(mels, np.float32).reshape(len(mels), *np.asarray(mels).shape[-2:])
+    fc = feature_config(data)
+    n = len(mels)
+    cols = min(columns, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.2 * rows + 0.4), squeeze=False)
+    seconds = mels.shape[-1] * fc.hop_length / fc.sample_rate_hz
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        ax.imshow(mels[i], origin="lower", aspect="auto", cmap="magma", vmin=-100, vmax=max(float(mels.max()), -20),
+                  extent=(0, seconds, 0, mels.shape[1]))
+        ax.set_yticks([])
+        ax.tick_params(labelsize=6)
+        if titles:
+            ax.set_title(titles[i], fontsize=7)
+    if title:
+        fig.suptitle(title, y=0.02, fontsize=8)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    png = buf.getvalue()
+    if path is not None:
+        Path(path).write_bytes(png)
+    return png
+
+
+def write_audio_samples(mels: np.ndarray, data: dict, out_dir: str | Path, cond=None, title: str | None = None,
+                        prefix: str = "sample") -> list[Path]:
+    """One WAV per clip (Griffin-Lim, :func:`musicgan.data.audio.mel_to_audio`) plus one spectrogram PNG.
+
+    ``cond`` names each clip's (pitch, instrument); by default the clips walk the grid as
+    :func:`musicgan.audio_model.label_grid` does, which is how evaluation generates them.
+    """
+    from musicgan.audio_model import label_grid
+    from musicgan.data.audio import mel_to_audio, wav_bytes
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cond = label_grid(data, len(mels)).numpy() if cond is None else np.asarray(cond)
+    names = condition_names(data, cond)
+    fc = feature_config(data)
+    audio = mel_to_audio(np.asarray(mels)[:, 0], fc)
+    written = []
+    for i, (y, name) in enumerate(zip(audio, names)):
+        path = out / f"{prefix}_{i:03d}_{name.split(' (')[0].replace(' ', '_')}.wav"
+        path.write_bytes(wav_bytes(y, fc.sample_rate_hz))
+        written.append(path)
+    png = out / f"{prefix}s.png"
+    mel_png(mels[:16], data, png, titles=names[:16], title=title)
+    written.append(png)
+    return written

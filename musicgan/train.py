@@ -27,7 +27,7 @@ from musicgan import checkpoint as ckpt
 from musicgan import metrics as M
 from musicgan.config import Config, ConfigError, from_dict, to_dict
 from musicgan.gan import generate, make_gan, train
-from musicgan.model import build_models
+from musicgan.model import build_for_data
 
 FETCH_STEPS = 8  # training batches taken from Ray Data per iterator round trip
 QUALITY_KEYS = ("QN", "UPC", "EB", "polyphony", "in_scale", "TD", "pitch_range")
@@ -97,6 +97,11 @@ class RunLog:
 
         out = self.dir / "samples" / f"step_{step:06d}"
         out.mkdir(parents=True, exist_ok=True)
+        if self.data.get("kind") == "mel":
+            from musicgan.render import write_audio_samples
+
+            write_audio_samples(fake[:8], self.data, out, title=f"step {step}")
+            return
         for i in range(min(4, len(fake))):
             to_midi(fake[i], self.data).write(str(out / f"sample_{i}.mid"))
         pianoroll_png(fake[:8], self.data, out / "pianoroll.png", title=f"step {step}")
@@ -105,6 +110,11 @@ class RunLog:
         from musicgan.render import metric_plot
 
         metric_plot(self.rows, ["d_loss", "g_loss", "wasserstein"], self.dir / "losses.png", "losses")
+        if self.data.get("kind") == "mel":
+            metric_plot(self.rows, ["aux_real", "aux_fake"], self.dir / "classifier.png", "auxiliary classifier loss")
+            metric_plot(self.rows, ["FMD", "diversity", "pitch_accuracy", "pitch_accuracy_real"],
+                        self.dir / "metrics.png", "metrics")
+            return
         metric_plot(self.rows, ["FMD", "diversity", "gen/QN", "gen/UPC", "copies"], self.dir / "metrics.png", "metrics")
 
 
@@ -126,7 +136,8 @@ def train_func(config: dict) -> None:
     torch.manual_seed(cfg.train.seed)  # same initial weights everywhere (DDP also broadcasts rank 0's)
 
     n_labels = len(data["labels"])
-    g, d = build_models(cfg.model, data["example_shape"], data["bars"], n_labels)
+    audio = cfg.model.family == "spectrogram"
+    g, d = build_for_data(cfg.model, data)
     g, d = g.to(device), d.to(device)
     if world > 1:
         # Separate DDP modules for G and D; BatchNorm buffers stay per rank (FIELD-NOTES: GAN + DDP).
@@ -144,8 +155,18 @@ def train_func(config: dict) -> None:
     if rank != 0 or not restored:
         torch.manual_seed(cfg.train.seed + 7919 * rank + gan.step)  # distinct, reproducible noise per rank
 
+    from musicgan.audio_model import normalize
+
     shard = ray.train.get_dataset_shard("train")
     bs = cfg.train.batch_size_per_worker
+    pitch_index = torch.zeros(128, dtype=torch.long, device=device)  # MIDI pitch -> the model's pitch index
+    for i, p in enumerate(data.get("pitches") or []):
+        pitch_index[p] = i
+
+    def conditions(b: dict, part: slice):
+        if audio:  # (pitch index, instrument index); unlabelled audio (-1) is condition 0
+            return torch.stack([pitch_index[b["pitch"][part].clamp_min(0)], b["instrument"][part].clamp_min(0)], 1)
+        return b["label"][part] if n_labels > 1 else None
 
     def batches():
         while True:
@@ -158,13 +179,20 @@ def train_func(config: dict) -> None:
                 got += len(b["x"]) // bs
                 for i in range(len(b["x"]) // bs):
                     part = slice(i * bs, (i + 1) * bs)
-                    yield b["x"][part].float(), (b["label"][part] if n_labels > 1 else None)
+                    x = b["x"][part].float()
+                    yield (normalize(x, data) if audio else x), conditions(b, part)
             if got == 0:
                 raise RuntimeError(f"worker {rank} received no full batch of {bs}; lower batch_size_per_worker")
 
     evaluator = log = None
     if rank == 0:
-        evaluator = Evaluator(config["data_dir"], data, cfg.train.eval_samples)
+        if audio:
+            from musicgan.evaluate import AudioEvaluator
+
+            evaluator = AudioEvaluator(config["data_dir"], data, cfg.train.eval_samples,
+                                       pitch_clips=min(64, cfg.train.eval_samples))
+        else:
+            evaluator = Evaluator(config["data_dir"], data, cfg.train.eval_samples)
         log = RunLog(run_dir, data, gan.step)
         with (run_dir / "events.jsonl").open("a") as f:  # one line per worker-group start: restarts are visible
             f.write(json.dumps({"event": "start", "time": time.time(), "step": gan.step, "world_size": world,
@@ -190,9 +218,14 @@ def train_func(config: dict) -> None:
             log.log(step, report)
             log.samples(step, fake)
             log.plots()
-            print(f"[musicgan] eval @ {step}: FMD {quality['FMD']:.3f}  diversity {quality['diversity']:.2f}  "
-                  f"QN {quality['gen/QN']:.2f} (real {quality['real/QN']:.2f})  "
-                  f"UPC {quality['gen/UPC']:.2f} (real {quality['real/UPC']:.2f})", flush=True)
+            if audio:
+                print(f"[musicgan] eval @ {step}: FMD {quality['FMD']:.3f}  diversity {quality['diversity']:.2f}  "
+                      f"pitch accuracy {quality.get('pitch_accuracy', float('nan')):.2f} "
+                      f"(training clips {quality.get('pitch_accuracy_real', float('nan')):.2f})", flush=True)
+            else:
+                print(f"[musicgan] eval @ {step}: FMD {quality['FMD']:.3f}  diversity {quality['diversity']:.2f}  "
+                      f"QN {quality['gen/QN']:.2f} (real {quality['real/QN']:.2f})  "
+                      f"UPC {quality['gen/UPC']:.2f} (real {quality['real/UPC']:.2f})", flush=True)
         if step % t.checkpoint_every_steps == 0 or last:
             name = f"checkpoint_{step:06d}"
             if rank == 0:
@@ -209,7 +242,14 @@ def train_func(config: dict) -> None:
 def untrained_fmd(cfg: Config, data: dict, data_dir: str) -> float:
     """FMD of the generator before any training (same seed, same architecture): the yardstick."""
     torch.manual_seed(cfg.train.seed)
-    g, _ = build_models(cfg.model, data["example_shape"], data["bars"], len(data["labels"]))
+    g, _ = build_for_data(cfg.model, data)
+    if cfg.model.family == "spectrogram":
+        from musicgan import audio_metrics as AM
+        from musicgan.audio_model import generate_grid
+        from musicgan.data.shards import ShardReader
+
+        fake = generate_grid(g, data, cfg.train.eval_samples, seed=1234)[0].numpy()
+        return AM.mel_fd(fake, ShardReader(data_dir, split=None).arrays(max_rows=1000)["x"])
     ev = Evaluator(data_dir, data, cfg.train.eval_samples, max_train=0)
     fake = generate(g, cfg.train.eval_samples, seed=1234).numpy()
     real = ev.val[: max(cfg.train.eval_samples, 64)]
@@ -233,8 +273,11 @@ def fit(cfg: Config, data_dir: str, run_dir: str, callbacks: list | None = None,
     from musicgan.ray_utils import ensure_ray
 
     manifest = load_manifest(data_dir)
-    if manifest["kind"] != "pianoroll":
-        raise ConfigError(f"{data_dir} holds {manifest['kind']} features; model.family {cfg.model.family} needs pianoroll")
+    needs = {"pianoroll": "pianoroll", "spectrogram": "mel"}[cfg.model.family]
+    if manifest["kind"] != needs:
+        hint = "--preset audio-cpu" if manifest["kind"] == "mel" else "a pianoroll preset (cpu, gpu)"
+        raise ConfigError(f"{data_dir} holds {manifest['kind']} features, but model.family {cfg.model.family} "
+                          f"needs {needs}; use {hint}")
     data = ckpt.data_info(manifest)
     per_worker = manifest["counts"]["train_examples"] // cfg.train.num_workers
     if per_worker < cfg.train.batch_size_per_worker:
@@ -290,6 +333,14 @@ def summary_text(result, run_dir: str) -> str:
         def f(k):
             return f"{float(last[k]):.3f}" if last.get(k) not in (None, "") else "-"
 
+        if "pitch_accuracy" in last or "gen/QN" not in last:  # the spectrogram GAN
+            lines.append(f"  step {last['step']}: FMD (mel statistics) {f('FMD')} (untrained {f('FMD_untrained')}, "
+                         f"ratio {f('FMD_ratio')}), diversity {f('diversity')}")
+            lines.append(f"  pitch accuracy {f('pitch_accuracy')} (training clips {f('pitch_accuracy_real')}, "
+                         f"ratio {f('pitch_accuracy_ratio')}); pYIN on Griffin-Lim audio")
+            lines.append(f"  next         musicgan sample --checkpoint {run} --pitch 60 --instrument all "
+                         f"--out {run / 'samples' / 'final'}")
+            return "\n".join(lines)
         lines.append(f"  step {last['step']}: FMD {f('FMD')} (untrained {f('FMD_untrained')}), diversity "
                      f"{f('diversity')}, copies {f('copies')}")
         lines.append("  metric       " + "  ".join(f"{k:>9}" for k in QUALITY_KEYS))

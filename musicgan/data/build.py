@@ -24,11 +24,12 @@ import numpy as np
 from musicgan.config import FeatureConfig, from_dict, to_dict
 from musicgan.data import shards as S
 from musicgan.data.audio import AUDIO_SUFFIXES
+from musicgan.data.notes import LABELS_FILE
 from musicgan.data.pianoroll import BadInput
 from musicgan.storage import Location, list_files, resolve
 
 MIDI_SUFFIXES = (".mid", ".midi")
-EMBEDDED = ("bach", "folk", "bach-audio")
+EMBEDDED = ("bach", "folk", "bach-audio", "notes")
 
 
 class BuildError(Exception):
@@ -43,6 +44,8 @@ class Inputs:
     files: list[tuple[str, int, int]]
     skipped: list[dict] = field(default_factory=list)
     source_id: str = ""
+    note_labels: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """Single-note audio: ``{relative file: (MIDI pitch, instrument name)}`` from ``labels.csv``."""
 
 
 @dataclass
@@ -57,7 +60,18 @@ class BuildResult:
 # 1. inputs
 
 
-def resolve_inputs(source: str, fc: FeatureConfig, limit: int | None, progress: bool) -> Inputs:
+def resolve_inputs(source: str, fc: FeatureConfig, limit: int | None, progress: bool,
+                   instruments: list[str] | None = None, velocities: list[int] | None = None) -> Inputs:
+    if source == "notes":
+        from musicgan.data import notes
+
+        folder, backend = notes.ensure_rendered(fc.pitch_low, fc.pitch_high,
+                                                list(instruments or notes.DEFAULT_INSTRUMENTS),
+                                                list(velocities or notes.DEFAULT_VELOCITIES), fc.clip_seconds,
+                                                fc.sample_rate_hz, progress)
+        inputs = _folder_inputs(resolve(str(folder)), limit)
+        inputs.label, inputs.source_id = "notes", f"embedded:notes:{backend}:{folder.name}"
+        return inputs
     if source in ("bach", "folk"):
         from musicgan.data.corpus import corpus_cache_dir, ensure_converted
 
@@ -84,10 +98,16 @@ def resolve_inputs(source: str, fc: FeatureConfig, limit: int | None, progress: 
     import pyarrow.fs as pafs
 
     if info.type == pafs.FileType.NotFound:
-        raise BuildError(f"source {source} does not exist (expected 'bach', 'folk', 'bach-audio', "
+        raise BuildError(f"source {source} does not exist (expected 'bach', 'folk', 'bach-audio', 'notes', "
                          "or a folder/URI of MIDI or audio files)")
     if info.type != pafs.FileType.Directory:
         raise BuildError(f"source {source} is a file; give the folder that holds the music files")
+    return _folder_inputs(loc, limit)
+
+
+def _folder_inputs(loc: Location, limit: int | None) -> Inputs:
+    """A folder of MIDI files, or of audio files with an optional ``labels.csv`` (file,pitch,instrument)."""
+    source = loc.uri
     midi = list_files(loc, MIDI_SUFFIXES)
     audio = list_files(loc, AUDIO_SUFFIXES)
     label = posixpath.basename(loc.path.rstrip("/")) or "music"
@@ -98,9 +118,18 @@ def resolve_inputs(source: str, fc: FeatureConfig, limit: int | None, progress: 
     else:
         raise BuildError(f"no MIDI (.mid/.midi) or audio ({'/'.join(s[1:] for s in AUDIO_SUFFIXES)}) "
                          f"files under {source}")
+    labels, skipped = {}, []
+    if kind == "mel" and loc.join(LABELS_FILE).exists():
+        from musicgan.data.notes import read_labels
+
+        labels = read_labels(loc.join(LABELS_FILE).read_bytes().decode("utf-8", "replace"), f"{source}/{LABELS_FILE}")
+        unlabelled = [f for f in files if _rel(loc, f[0]) not in labels]
+        skipped = [{"file": _rel(loc, f[0]), "reason": f"not listed in {LABELS_FILE}"} for f in unlabelled]
+        files = [f for f in files if _rel(loc, f[0]) in labels]
     if limit:
         files = files[:limit]
-    return Inputs(kind, label, loc, files, source_id=loc.uri)
+    labels = {_rel(loc, f[0]): labels[_rel(loc, f[0])] for f in files} if labels else {}
+    return Inputs(kind, label, loc, files, skipped, source_id=loc.uri, note_labels=labels)
 
 
 def fingerprint(inputs: Inputs, fc: FeatureConfig) -> str:
@@ -109,6 +138,7 @@ def fingerprint(inputs: Inputs, fc: FeatureConfig) -> str:
                         sort_keys=True).encode())
     for path, size, mtime in inputs.files:
         h.update(f"{_rel(inputs.base, path)}\0{size}\0{mtime}\n".encode())
+    h.update(json.dumps(sorted(inputs.note_labels.items())).encode())
     return h.hexdigest()[:24]
 
 
@@ -143,8 +173,11 @@ def _pianoroll_stats(stats: dict, phrases: np.ndarray, fc: FeatureConfig) -> Non
 
 
 def process_group(row: dict, out_uri: str, base_uri: str, fc_dict: dict, label: str,
-                  row_group_rows: int) -> dict:
-    """Parse every file of one group and write ``shard-NNNNN.parquet``; return its bookkeeping."""
+                  row_group_rows: int, note_labels: dict | None = None) -> dict:
+    """Parse every file of one group and write ``shard-NNNNN.parquet``; return its bookkeeping.
+
+    ``note_labels`` maps a relative file name to ``[MIDI pitch, instrument index]`` (single-note audio).
+    """
     from musicgan.data.audio import audio_to_clips, decode_audio
     from musicgan.data.pianoroll import midi_to_phrases
 
@@ -200,8 +233,9 @@ def process_group(row: dict, out_uri: str, base_uri: str, fc_dict: dict, label: 
         cols["split"].extend([split] * n)
         cols["start"].extend(np.asarray(starts_col, np.float32).tolist())
         cols["transpose"].extend(np.asarray(transposes, np.int8).tolist())
-        cols["pitch"].extend([-1] * n)
-        cols["instrument"].extend([-1] * n)
+        pitch, instrument = (note_labels or {}).get(rel, (-1, -1))
+        cols["pitch"].extend([pitch] * n)
+        cols["instrument"].extend([instrument] * n)
     rows = len(cols["x"])
     shard = None
     if rows:
@@ -274,12 +308,15 @@ def check_writable(out: Location, out_arg: str) -> None:
 
 
 def build(source: str, out_dir: str, fc: FeatureConfig, limit: int | None = None, files_per_shard: int = 32,
-          row_group_rows: int = 256, progress: bool = True, force: bool = False) -> BuildResult:
+          row_group_rows: int = 256, progress: bool = True, force: bool = False, instruments: list[str] | None = None,
+          velocities: list[int] | None = None) -> BuildResult:
+    """Build shards from ``source``. ``instruments`` and ``velocities`` shape the ``notes`` grid
+    (its pitches are ``fc.pitch_low``..``fc.pitch_high``, high exclusive)."""
     t0 = time.time()
     fc = fc.validate()
     out = resolve(out_dir)
     check_writable(out, out_dir)
-    inputs = resolve_inputs(source, fc, limit, progress)
+    inputs = resolve_inputs(source, fc, limit, progress, instruments, velocities)
     if inputs.kind != fc.kind:
         fc = from_dict(FeatureConfig, {**to_dict(fc), "kind": inputs.kind})
     if inputs.kind == "mel" and fc.track_names != ["audio"]:
@@ -304,12 +341,15 @@ def build(source: str, out_dir: str, fc: FeatureConfig, limit: int | None = None
 
     ensure_ray()
     paths = [p for p, _, _ in inputs.files]
+    # instruments are numbered by name order, so the same label set always gets the same numbers
+    instrument_names = sorted({name for _, name in inputs.note_labels.values()})
+    note_labels = {rel: [p, instrument_names.index(name)] for rel, (p, name) in inputs.note_labels.items()}
     groups = [paths[i : i + files_per_shard] for i in range(0, len(paths), files_per_shard)]
     items = [{"shard_id": i, "files_json": json.dumps(g)} for i, g in enumerate(groups)]
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map(
         process_group, num_cpus=1,
         fn_kwargs=dict(out_uri=out.uri, base_uri=inputs.base.uri, fc_dict=to_dict(fc), label=inputs.label,
-                       row_group_rows=row_group_rows),
+                       row_group_rows=row_group_rows, note_labels=note_labels),
     )
     results = sorted(ds.take_all(), key=lambda r: r["shard_id"])
 
@@ -336,6 +376,9 @@ def build(source: str, out_dir: str, fc: FeatureConfig, limit: int | None = None
         "input_fingerprint": fp,
         "example_shape": fc.example_shape(),
         "labels": [inputs.label],
+        # single-note audio: the pitches and instruments (index = the shards' instrument column)
+        "pitches": sorted({p for p, _ in note_labels.values()}),
+        "instruments": instrument_names,
         "counts": {
             "files_listed": len(paths) + len(inputs.skipped),
             "files_ok": files_ok,
@@ -390,6 +433,9 @@ def summary_text(result: BuildResult) -> str:
                 f"transpose {fc['transpose']}" if m["kind"] == "pianoroll"
                 else f"{fc['sample_rate_hz']} Hz, {fc['n_mels']} mels, hop {fc['hop_length']}, "
                      f"{fc['clip_seconds']} s clips")]
+    if m.get("instruments"):
+        lines.append(f"  labels      pitches {min(m['pitches'])}..{max(m['pitches'])} ({len(m['pitches'])}), "
+                     f"instruments {', '.join(m['instruments'])}")
     if m["kind"] == "pianoroll":
         if c.get("phrases_dropped_out_of_pitch_range"):
             lines.append(f"  dropped     {c['phrases_dropped_out_of_pitch_range']} phrases with notes outside the "
