@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_overhead.py
 	$(BIN)/python benchmarks/tune_efficiency.py
 	$(BIN)/python benchmarks/serve_load.py
+	$(BIN)/python benchmarks/audio_quality.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

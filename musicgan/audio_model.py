@@ -216,7 +216,7 @@ def label_grid(data: dict, n: int) -> torch.Tensor:
     # instruments take turns; pitches step by a stride coprime with their count, so even a few
     # clips spread over the range and n >= P x I clips cover every pair
     stride = next(s for s in (7, 5, 11, 13, 1) if math.gcd(s, n_p) == 1)
-    return torch.stack([((k // n_i) * stride + k) % n_p if n_i > 1 else (k * stride) % n_p, k % n_i], 1)
+    return torch.stack([((k // n_i) * stride) % n_p, k % n_i], 1)
 
 
 def generate_grid(g: SpectrogramGenerator, data: dict, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,6 +35,8 @@ class TrialRow:
     steps_trained: int = -1
     """Steps the Train run actually ran: a stop reaches a running trial a little after the result that
     caused it, so a stopped trial may train past ``steps``. Counted for the cost (``step_fraction``)."""
+    pitch_accuracy: float = math.nan
+    """Audio models: the share of generated clips at the pitch asked for (see musicgan/audio_metrics.py)."""
 
     def __post_init__(self):
         if self.steps_trained < 0:
@@ -83,6 +85,7 @@ def rows_from_grid(grid, keys: list[str], total_steps: int, trials_dir: Path | N
             fmd_ratio=_num(m.get("FMD_ratio")), diversity=_num(m.get("diversity")), copies=_num(m.get("copies")),
             params={k: (r.config or {}).get(k) for k in keys}, checkpoint=m.get("checkpoint_path"),
             history=history, error=str(r.error).splitlines()[0] if r.error else "",
+            pitch_accuracy=_num(m.get("pitch_accuracy")),
         ))
         if trials_dir is not None:
             rows[-1].steps_trained = max(steps, _trained_steps(Path(trials_dir) / rows[-1].trial_id))
@@ -108,11 +111,13 @@ def _fmt(v) -> str:
 
 
 def _table(rows: list[TrialRow], keys: list[str]) -> tuple[list[str], list[list[str]]]:
-    header = list(COLUMNS) + keys
+    audio = any(not math.isnan(r.pitch_accuracy) for r in rows)  # a search over the spectrogram GAN
+    header = list(COLUMNS) + (["pitch_accuracy"] if audio else []) + keys
     body = []
     for i, r in enumerate(ranked(rows), 1):
         body.append([str(i), r.trial_id, r.status, str(r.steps), _fmt(r.fmd), _fmt(r.best_fmd), _fmt(r.fmd_ratio),
-                     _fmt(r.diversity), _fmt(r.copies)] + [_fmt(r.params.get(k)) for k in keys])
+                     _fmt(r.diversity), _fmt(r.copies)] + ([_fmt(r.pitch_accuracy)] if audio else [])
+                    + [_fmt(r.params.get(k)) for k in keys])
     return header, body
 
 

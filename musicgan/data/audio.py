@@ -187,7 +187,7 @@ def _mel_pinv(fc: FeatureConfig):
 _PINV: dict = {}
 
 
-def mel_to_audio(mel_db, fc: FeatureConfig, n_iter: int = GRIFFIN_LIM_ITERS, seed: int = 0) -> np.ndarray:
+def mel_to_audio(mel_db, fc: FeatureConfig, n_iter: int = GRIFFIN_LIM_ITERS, seed=0) -> np.ndarray:
     """Log-mel clips ``[..., n_mels, frames]`` (dB, as :func:`log_mel` makes them) -> audio ``[..., samples]``.
 
     The mel power is mapped back to a linear-frequency magnitude with the pseudo-inverse of
@@ -196,7 +196,8 @@ def mel_to_audio(mel_db, fc: FeatureConfig, n_iter: int = GRIFFIN_LIM_ITERS, see
     on the whole batch at once with ``torch.stft``. This is librosa's ``griffinlim`` algorithm
     (same momentum), batched: librosa's loops clip by clip in numpy (about 28x real time here), and
     torchaudio, which has a batched one, has no build for this torch. ``seed`` fixes the random
-    initial phase, so the same mels always give the same audio.
+    initial phase (one int for every clip, or one per clip), so the same mels always give the same
+    audio, alone or in any batch (``torch.stft``/``istft`` work clip by clip).
     """
     import torch
 
@@ -212,8 +213,10 @@ def mel_to_audio(mel_db, fc: FeatureConfig, n_iter: int = GRIFFIN_LIM_ITERS, see
     def istft(spec):
         return torch.istft(spec, fc.n_fft, fc.hop_length, window=window, length=length)
 
-    gen = torch.Generator().manual_seed(seed)
-    angles = torch.exp(2j * np.pi * torch.rand(mag.shape, generator=gen))
+    seeds = [seed] * len(mag) if np.isscalar(seed) else list(seed)
+    # each clip draws its initial phase from its own generator: a clip's audio does not depend on its batch
+    angles = torch.exp(2j * np.pi * torch.stack([torch.rand(mag.shape[1:], generator=torch.Generator().manual_seed(int(s)))
+                                                 for s in seeds]))
     rebuilt = torch.zeros_like(angles)
     for _ in range(n_iter):
         previous = rebuilt

@@ -370,6 +370,7 @@ def build(source: str, out_dir: str, fc: FeatureConfig, limit: int | None = None
     manifest = {
         "format": S.FORMAT,
         "source": source,
+        "source_folder": inputs.base.uri if source in EMBEDDED else None,
         "kind": fc.kind,
         "feature_config": to_dict(fc),
         "feature_hash": fc.hash(),

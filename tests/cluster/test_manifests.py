@@ -41,9 +41,11 @@ def check_command(line: str) -> None:
 
 def test_every_rayjob_entrypoint_is_a_valid_musicgan_command():
     jobs = [load(p) for p in KUBERAY if load(p)["kind"] == "RayJob"]
-    assert {j["metadata"]["name"] for j in jobs} == {"musicgan-train", "musicgan-tune"}
+    assert {j["metadata"]["name"] for j in jobs} == {"musicgan-train", "musicgan-tune", "musicgan-audio"}
     commands = [c.strip() for j in jobs for c in j["spec"]["entrypoint"].split("&&")]
-    assert len(commands) == 3
+    assert len(commands) == 6
+    audio = next(j for j in jobs if j["metadata"]["name"] == "musicgan-audio")["spec"]["entrypoint"]
+    assert "--source notes" in audio and "--preset audio-gpu" in audio
     for c in commands:
         check_command(c)
 

@@ -26,6 +26,9 @@ def test_shipped_spaces_load_against_every_preset():
         for preset in ("cpu-tiny", "cpu", "gpu"):
             params = load_space(ROOT / "tuning" / "spaces" / f"{name}.yaml", load_preset(preset))
             assert params and all(p.key.count(".") == 1 for p in params)
+    for preset in ("audio-tiny", "audio-cpu", "audio-gpu"):
+        params = load_space(ROOT / "tuning" / "spaces" / "audio.yaml", load_preset(preset))
+        assert {"loss.aux_weight", "optim.lr_g"} <= {p.key for p in params}
 
 
 def test_samplers_become_tune_domains_that_sample_in_range(tmp_path):
