@@ -1,5 +1,9 @@
 """Ray Serve application: the generator behind a versioned HTTP API, with dynamic batching.
 
+Two model families are served: ``pianoroll`` (multi-track phrases: MIDI, WAV, pianoroll PNG, JSON,
+zip) and ``spectrogram`` (one-second log-mel notes conditioned on ``pitch`` and ``instrument``:
+WAV through Griffin-Lim, spectrogram PNG, JSON summary, zip). ``GET /v1/model`` says which.
+
 One deployment, ``MusicGAN``, is both the FastAPI ingress and the model: a request does not pay
 for a second hop. Concurrent ``/v1/generate`` requests meet in :meth:`MusicGAN.forward`, which
 ``@serve.batch`` turns into one generator forward for all of them (each keeps its own seed, so
@@ -21,6 +25,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -39,6 +44,21 @@ MAX_BARS = 32  # 8 four-bar phrases per sample: about 21 s at 90 bpm
 MAX_BODY_BYTES = 16 * 1024
 MEDIA = {"midi": "audio/midi", "wav": "audio/wav", "png": "image/png", "json": "application/json",
          "zip": "application/zip"}
+AUDIO_FORMATS = ["wav", "png", "json", "zip"]  # a spectrogram model has no notes to write as MIDI
+DEFAULT_FORMAT = {"pianoroll": "midi", "spectrogram": "wav"}
+AUDIO_GAP_S = 0.25  # silence between the clips of one WAV, so several notes are heard as several
+# Fields that only mean something to a pianoroll model. Sent to a spectrogram model they are
+# refused (422) rather than ignored: a caller who asks for 8 bars or a tempo should learn that
+# they do not get them, as with unknown fields.
+PIANOROLL_ONLY = ("n_bars", "temperature", "threshold", "condition", "tempo_qpm")
+# A spectrogram request asks the generator for its clips in whole blocks of this many rows (and
+# keeps the first n_samples). The generator's forward is not bit-identical for a row in a short
+# tail (MKL's GEMM, in its first Linear, takes another path for fewer than 4 rows, and a row's
+# result depends on where it sits in such a tail): without this, a request's WAV bytes would
+# change with its batch-mates (by ~4e-6 dB in the mel, enough to flip PCM samples).
+# Rows in aligned 4-row blocks compute the same alone or batched (tests/serving/test_audio.py
+# checks it); a block costs about 7 ms more than one clip, a third of one clip's Griffin-Lim.
+AUDIO_ROW_BLOCK = 4
 PAGE = Path(__file__).with_name("page.html")
 
 
@@ -58,8 +78,17 @@ class GenerateRequest(BaseModel):
     threshold: float | None = Field(None, gt=0.0, lt=1.0,
                                     description="binary-output models: a pitch sounds when its probability exceeds this")
     condition: str | None = Field(None, max_length=64, description="label to condition on, where the model has labels")
-    format: Literal["midi", "wav", "json", "png", "zip"] = Field("midi", description="what to return")
+    format: Literal["midi", "wav", "json", "png", "zip"] | None = Field(
+        None, description="what to return; omitted: midi for pianoroll models, wav for spectrogram (audio) models, "
+                          "which cannot write midi")
     tempo_qpm: float = Field(90.0, ge=30.0, le=240.0, description="tempo of the MIDI/WAV, quarter notes a minute")
+    pitch: int | None = Field(None, ge=0, le=127,
+                              description="spectrogram (audio) models: MIDI pitch of the notes (60 = C4), one of "
+                                          "the model's pitches (GET /v1/model); omitted: its first. "
+                                          "All n_samples notes share it; they differ by seed")
+    instrument: str | None = Field(None, max_length=64,
+                                   description="spectrogram (audio) models: instrument name, one of the model's "
+                                               "instruments (GET /v1/model); omitted: its first")
 
     @model_validator(mode="after")
     def _one_binarisation(self):
@@ -82,15 +111,28 @@ class LoadedModel:
         self.phrase_bars = int(self.data["bars"])
         self.version = self.record.get("version") or f"step-{self.meta['step']}"
         self.name = self.record.get("name") or Path(path).parent.name
-        self.output = self.g.output
+        self.family = self.cfg.model.family
+        self.output = getattr(self.g, "output", None)  # pianoroll only: "binary" or "monophonic"
+        if self.family == "spectrogram":
+            from musicgan.render import feature_config
+
+            self.fc = feature_config(self.data)
+            self.pitches: list[int] = [int(p) for p in self.data.get("pitches") or []]
+            self.instruments: list[str] = list(self.data.get("instruments") or [])
 
     def info(self) -> dict:
         rec = self.record
-        return {"name": self.name, "version": self.version, "step": self.meta["step"],
-                "metrics": rec.get("metrics", {}), "provenance": rec.get("provenance", {}),
-                "feature_config": self.data["feature_config"], "labels": self.labels,
-                "output": self.output, "phrase_bars": self.phrase_bars, "max_bars": MAX_BARS,
-                "max_samples": MAX_SAMPLES, "formats": list(MEDIA), "promoted_at": rec.get("promoted_at")}
+        out = {"name": self.name, "version": self.version, "step": self.meta["step"], "family": self.family,
+               "metrics": rec.get("metrics", {}), "provenance": rec.get("provenance", {}),
+               "feature_config": self.data["feature_config"], "max_samples": MAX_SAMPLES,
+               "default_format": DEFAULT_FORMAT[self.family], "promoted_at": rec.get("promoted_at")}
+        if self.family == "spectrogram":
+            out.update(pitches=self.pitches, instruments=self.instruments, sample_rate_hz=self.fc.sample_rate_hz,
+                       clip_seconds=self.fc.clip_seconds, gap_seconds=AUDIO_GAP_S, formats=list(AUDIO_FORMATS))
+        else:
+            out.update(labels=self.labels, output=self.output, phrase_bars=self.phrase_bars, max_bars=MAX_BARS,
+                       formats=list(MEDIA))
+        return out
 
 
 def _pointer_of(ref: str) -> str | None:
@@ -175,7 +217,7 @@ def render(samples: np.ndarray, body: GenerateRequest, model: LoadedModel, seed:
     """The response body for ``body.format``; pure function of its inputs (same seed, same bytes)."""
     from musicgan.render import midi_bytes, pianoroll_png, wav_bytes
 
-    data, fmt = model.data, body.format
+    data, fmt = model.data, body.format or DEFAULT_FORMAT["pianoroll"]
     if fmt == "png":
         return pianoroll_png(samples, data, title=f"{model.name} {model.version}  seed {seed}")
     if fmt == "json":
@@ -205,6 +247,97 @@ def _zip_write(z: zipfile.ZipFile, name: str, data: bytes) -> None:
     z.writestr(info, data)
 
 
+# --- spectrogram (audio) models -------------------------------------------------------------
+
+
+def check_family_fields(body: GenerateRequest, model: LoadedModel) -> str:
+    """422 for fields the model's family cannot honour; returns the format to render."""
+    fmt = body.format or DEFAULT_FORMAT[model.family]
+    if model.family == "spectrogram":
+        given = [f for f in PIANOROLL_ONLY if f in body.model_fields_set and getattr(body, f) is not None]
+        if given:
+            raise HTTPException(422, f"{', '.join(given)}: not for this model, a spectrogram (audio) model that "
+                                     f"makes one {model.fc.clip_seconds:g} s note per sample; choose the note "
+                                     "with pitch and instrument")
+        if fmt not in AUDIO_FORMATS:
+            raise HTTPException(422, f"format {fmt}: a spectrogram (audio) model makes audio, not notes, so it has no MIDI; "
+                                     f"ask for one of {', '.join(AUDIO_FORMATS)}")
+        return fmt
+    given = [f for f in ("pitch", "instrument") if getattr(body, f) is not None]
+    if given:
+        raise HTTPException(422, f"{' and '.join(given)}: this is a pianoroll model (it writes whole phrases); "
+                                 "pitch and instrument apply to spectrogram (audio) models only")
+    return fmt
+
+
+def note_condition(body: GenerateRequest, model: LoadedModel) -> tuple[int, int]:
+    """``(pitch index, instrument index)`` of the request; an unknown one is a 422 naming what the model knows."""
+    from musicgan.audio_model import ConditionError, condition_index
+
+    try:
+        return condition_index(model.data, body.pitch, body.instrument)
+    except ConditionError as e:
+        raise HTTPException(422, str(e)) from None
+
+
+def _padded_rows(n: int) -> int:
+    return -(-n // AUDIO_ROW_BLOCK) * AUDIO_ROW_BLOCK
+
+
+def _join_clips(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """``[n, samples]`` -> one track: the clips in order with :data:`AUDIO_GAP_S` of silence between."""
+    gap = np.zeros(int(round(AUDIO_GAP_S * sample_rate_hz)), np.float32)
+    parts = []
+    for i, y in enumerate(audio):
+        parts += [gap, y] if i else [y]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def render_audio(mels: np.ndarray, fmt: str, model: LoadedModel, seed: int, cond: tuple[int, int],
+                 plot_lock=None) -> bytes:
+    """The response body for a spectrogram model's ``mels`` ``[n, 1, n_mels, frames]`` (dB); pure
+    function of its inputs (Griffin-Lim starts from a fixed phase), so same seed, same bytes."""
+    import contextlib
+
+    from musicgan.data.audio import mel_to_audio, wav_bytes
+    from musicgan.render import condition_names, mel_png, note_name
+
+    data, fc = model.data, model.fc
+    pitch = model.pitches[cond[0]] if model.pitches else None
+    instrument = model.instruments[cond[1]] if model.instruments else None
+    names = condition_names(data, [cond] * len(mels))
+    if fmt in ("png", "zip"):
+        with plot_lock or contextlib.nullcontext():  # pyplot keeps global state: one figure at a time
+            png = mel_png(mels, data, titles=[f"{name}  #{k}" for k, name in enumerate(names)],
+                          title=f"{model.name} {model.version}  seed {seed}")
+        if fmt == "png":
+            return png
+    if fmt == "json":
+        return json.dumps({
+            "model": {"name": model.name, "version": model.version}, "family": model.family, "seed": seed,
+            "pitch": pitch, "pitch_name": note_name(pitch) if pitch is not None else None, "instrument": instrument,
+            "sample_rate_hz": fc.sample_rate_hz, "clip_seconds": fc.clip_seconds, "gap_seconds": AUDIO_GAP_S,
+            "n_mels": int(mels.shape[-2]), "frames": int(mels.shape[-1]), "hop_length": fc.hop_length,
+            # a summary, not the mel itself (80 x 63 numbers a clip); the zip has it whole as mels.npy
+            "samples": [{"index": k, "peak_db": round(float(m.max()), 2), "mean_db": round(float(m.mean()), 2),
+                         "band_mean_db": [round(float(v), 1) for v in m[0].mean(axis=1)]}
+                        for k, m in enumerate(mels)],
+        }).encode()
+    audio = mel_to_audio(mels[:, 0], fc)
+    if fmt == "wav":
+        return wav_bytes(_join_clips(audio, fc.sample_rate_hz), fc.sample_rate_hz)
+    buf = io.BytesIO()  # zip: one WAV per clip, the spectrograms, the JSON summary and the mels
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for k, (y, name) in enumerate(zip(audio, names)):
+            _zip_write(z, f"sample_{k:03d}_{name.split(' (')[0].replace(' ', '_')}.wav", wav_bytes(y, fc.sample_rate_hz))
+        _zip_write(z, "spectrogram.png", png)
+        _zip_write(z, "samples.json", render_audio(mels, "json", model, seed, cond))
+        npy = io.BytesIO()
+        np.save(npy, np.ascontiguousarray(mels, np.float32))
+        _zip_write(z, "mels.npy", npy.getvalue())
+    return buf.getvalue()
+
+
 # Serve pickles the class when it is decorated: everything it calls must be defined above it.
 @serve.deployment(
     # User code on the replica's own event loop: it never blocks it (the forward and slow renders
@@ -226,6 +359,7 @@ class MusicGAN:
         self.watch_s = 5.0
         self.watch_task = None
         self.started = time.time()
+        self.plot_lock = threading.Lock()
         self.served = 0
         self.forwards = 0  # generator forwards: fewer than requests served means batching worked
         logger.info(f"musicgan: loaded {self.model.name} {self.model.version} from {self.model.path}")
@@ -269,7 +403,10 @@ class MusicGAN:
     # that arrived during the previous forward form the next batch.
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def forward(self, items: list[tuple]) -> list:
-        """Many requests, one generator forward. Each item is ``(model, Request)``."""
+        """Many requests, one generator forward. Each item is ``(model, request)``: a
+        ``musicgan.gan.Request`` for a pianoroll model, an ``audio_model.NoteRequest`` for a
+        spectrogram model. Returns rolls or dB mels, one array per item."""
+        from musicgan.audio_model import generate_mels
         from musicgan.gan import generate_many
 
         groups: dict[int, list[int]] = {}
@@ -279,7 +416,8 @@ class MusicGAN:
         self.forwards += len(groups)
         for idx in groups.values():
             model = items[idx[0]][0]
-            rolls = await asyncio.to_thread(generate_many, model.g, [items[i][1] for i in idx])
+            many = generate_mels if model.family == "spectrogram" else generate_many
+            rolls = await asyncio.to_thread(many, model.g, [items[i][1] for i in idx])
             for i, r in zip(idx, rolls):
                 out[i] = r.numpy()
         return out
@@ -291,6 +429,10 @@ class MusicGAN:
         from musicgan.gan import Request as GenRequest
 
         model = self.model
+        fmt = check_family_fields(body, model)
+        body = body.model_copy(update={"format": fmt})
+        if model.family == "spectrogram":
+            return await self._generate_audio(body, model)
         phrases = _phrases(body, model)
         seed = body.seed if body.seed is not None else random.SystemRandom().randrange(2**31)
         label = _label(body, model)
@@ -310,6 +452,27 @@ class MusicGAN:
         if body.format in ("midi", "wav", "zip"):
             ext = {"midi": "mid", "wav": "wav", "zip": "zip"}[body.format]
             headers["Content-Disposition"] = f'attachment; filename="musicgan-{seed}.{ext}"'
+        return Response(content, media_type=MEDIA[body.format], headers=headers)
+
+    async def _generate_audio(self, body: GenerateRequest, model: LoadedModel) -> Response:
+        from musicgan.audio_model import NoteRequest
+
+        cond = note_condition(body, model)
+        seed = body.seed if body.seed is not None else random.SystemRandom().randrange(2**31)
+        # one request for all its clips, from its seed; padded to whole row blocks (AUDIO_ROW_BLOCK)
+        # so its clips do not depend on its batch-mates. The first n rows of n + k are the same
+        # latents (one generator, drawn in order), so the padding does not change the clips either.
+        req = NoteRequest(n=_padded_rows(body.n_samples), seed=seed, pitch=cond[0], instrument=cond[1])
+        mels = (await self.forward((model, req)))[: body.n_samples]
+        content = await asyncio.to_thread(render_audio, mels, body.format, model, seed, cond, self.plot_lock)
+        self.served += 1
+        headers = {"X-Musicgan-Seed": str(seed), "X-Musicgan-Model": f"{model.name}/{model.version}"}
+        if model.pitches:
+            headers["X-Musicgan-Pitch"] = str(model.pitches[cond[0]])
+        if model.instruments:
+            headers["X-Musicgan-Instrument"] = model.instruments[cond[1]]
+        if body.format in ("wav", "zip"):
+            headers["Content-Disposition"] = f'attachment; filename="musicgan-{seed}.{body.format}"'
         return Response(content, media_type=MEDIA[body.format], headers=headers)
 
     @app.get("/v1/model")
@@ -364,7 +527,8 @@ def serve_until_interrupted(model: str, host: str = "127.0.0.1", port: int = 800
     url = f"http://{host}:{port}"
     checked = None
     if check:
-        req = urllib.request.Request(url + "/v1/generate", data=json.dumps({"seed": 7, "format": "midi"}).encode(),
+        # no format: each family's default (midi, or wav for a spectrogram model)
+        req = urllib.request.Request(url + "/v1/generate", data=json.dumps({"seed": 7}).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(req, timeout=120) as r:
             checked = f"checked: POST /v1/generate -> {r.status}, {len(r.read())} bytes of {r.headers['content-type']}"
@@ -385,10 +549,24 @@ def serve_until_interrupted(model: str, host: str = "127.0.0.1", port: int = 800
 
 
 def summary_text(url: str, info: dict) -> str:
-    return "\n".join([
-        f"serve: {info['name']} {info['version']} (step {info['step']}) at {url}",
-        f"  page         {url}/",
-        f"  API docs     {url}/docs",
+    head = [f"serve: {info['name']} {info['version']} (step {info['step']}) at {url}",
+            f"  page         {url}/",
+            f"  API docs     {url}/docs"]
+    if info.get("family") == "spectrogram":
+        pitch = (info.get("pitches") or [None])[len(info.get("pitches") or [None]) // 2]
+        instrument = (info.get("instruments") or [None])[0]
+        note = {k: v for k, v in (("pitch", pitch), ("instrument", instrument)) if v is not None}
+        args = ", ".join(f"{k}={v!r}" for k, v in note.items())
+        return "\n".join(head + [
+            f"  notes        {len(info.get('pitches') or [])} pitches "
+            f"{', '.join(map(str, info.get('pitches') or [])) or '-'}; instruments: "
+            f"{', '.join(info.get('instruments') or []) or '-'}",
+            f"  try          curl -s -X POST {url}/v1/generate -H 'Content-Type: application/json' "
+            f"-d '{json.dumps({**note, 'n_samples': 2, 'seed': 7})}' -o notes.wav",
+            f"  Python       from musicgan.client import generate_audio; wav = generate_audio({url!r}"
+            + (f", {args}" if args else "") + ", seed=7)",
+        ])
+    return "\n".join(head + [
         f"  try          curl -s -X POST {url}/v1/generate -H 'Content-Type: application/json' "
         f"-d '{{\"n_samples\": 2, \"n_bars\": 8, \"seed\": 7, \"format\": \"midi\"}}' -o sample.mid",
         "  Python       from musicgan.client import generate; pms = generate(n_samples=2, seed=7)",
