@@ -281,6 +281,10 @@ class TrainConfig:
     """Ray Data local shuffle buffer, in rows."""
     threads_per_worker: int = 0
     """torch intra-op threads per worker; 0 = cpus_per_worker rounded up."""
+    cache_data: bool = False
+    """Read the training shards once into Ray's object store and stream every epoch from there. For
+    small sets whose epochs last a few steps (the 432-clip ``notes`` build: 6 steps): re-planning
+    the Parquet read each epoch cost more than the steps (2.2 s a step against 0.45 s)."""
 
 
 @dataclass

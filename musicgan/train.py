@@ -289,6 +289,9 @@ def fit(cfg: Config, data_dir: str, run_dir: str, callbacks: list | None = None,
     (run / "config.json").write_text(json.dumps({"config": to_dict(cfg), "data": data, "data_dir": str(data_dir)},
                                                 indent=2))
     ensure_ray()
+    train_data = ray_dataset(data_dir, split="train", cpus_per_task=data_cpus_per_task)
+    if cfg.train.cache_data:
+        train_data = train_data.materialize()
     trainer = TorchTrainer(
         train_func,
         train_loop_config={"cfg": to_dict(cfg), "data": data, "data_dir": str(Path(data_dir).resolve()),
@@ -296,7 +299,7 @@ def fit(cfg: Config, data_dir: str, run_dir: str, callbacks: list | None = None,
                            "init_checkpoint": init_checkpoint},
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
                                      resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
-        datasets={"train": ray_dataset(data_dir, split="train", cpus_per_task=data_cpus_per_task)},
+        datasets={"train": train_data},
         run_config=RunConfig(name=run.name, storage_path=str(run.parent), callbacks=callbacks,
                              failure_config=FailureConfig(max_failures=cfg.train.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=3)),

@@ -51,14 +51,6 @@ AUDIO_GAP_S = 0.25  # silence between the clips of one WAV, so several notes are
 # refused (422) rather than ignored: a caller who asks for 8 bars or a tempo should learn that
 # they do not get them, as with unknown fields.
 PIANOROLL_ONLY = ("n_bars", "temperature", "threshold", "condition", "tempo_qpm")
-# A spectrogram request asks the generator for its clips in whole blocks of this many rows (and
-# keeps the first n_samples). The generator's forward is not bit-identical for a row in a short
-# tail (MKL's GEMM, in its first Linear, takes another path for fewer than 4 rows, and a row's
-# result depends on where it sits in such a tail): without this, a request's WAV bytes would
-# change with its batch-mates (by ~4e-6 dB in the mel, enough to flip PCM samples).
-# Rows in aligned 4-row blocks compute the same alone or batched (tests/serving/test_audio.py
-# checks it); a block costs about 7 ms more than one clip, a third of one clip's Griffin-Lim.
-AUDIO_ROW_BLOCK = 4
 PAGE = Path(__file__).with_name("page.html")
 
 
@@ -280,10 +272,6 @@ def note_condition(body: GenerateRequest, model: LoadedModel) -> tuple[int, int]
         raise HTTPException(422, str(e)) from None
 
 
-def _padded_rows(n: int) -> int:
-    return -(-n // AUDIO_ROW_BLOCK) * AUDIO_ROW_BLOCK
-
-
 def _join_clips(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     """``[n, samples]`` -> one track: the clips in order with :data:`AUDIO_GAP_S` of silence between."""
     gap = np.zeros(int(round(AUDIO_GAP_S * sample_rate_hz)), np.float32)
@@ -459,11 +447,10 @@ class MusicGAN:
 
         cond = note_condition(body, model)
         seed = body.seed if body.seed is not None else random.SystemRandom().randrange(2**31)
-        # one request for all its clips, from its seed; padded to whole row blocks (AUDIO_ROW_BLOCK)
-        # so its clips do not depend on its batch-mates. The first n rows of n + k are the same
-        # latents (one generator, drawn in order), so the padding does not change the clips either.
-        req = NoteRequest(n=_padded_rows(body.n_samples), seed=seed, pitch=cond[0], instrument=cond[1])
-        mels = (await self.forward((model, req)))[: body.n_samples]
+        # one request for all its clips, from its seed; generate_mels makes them bit-identical
+        # whatever else shares the batched forward (its docstring says how)
+        req = NoteRequest(n=body.n_samples, seed=seed, pitch=cond[0], instrument=cond[1])
+        mels = await self.forward((model, req))
         content = await asyncio.to_thread(render_audio, mels, body.format, model, seed, cond, self.plot_lock)
         self.served += 1
         headers = {"X-Musicgan-Seed": str(seed), "X-Musicgan-Model": f"{model.name}/{model.version}"}
