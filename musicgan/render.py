@@ -30,7 +30,6 @@ def midi_bytes(roll: np.ndarray, data: dict, tempo_qpm: float = 90.0) -> bytes:
 def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None, title: str | None = None,
                   columns: int = 4) -> bytes:
     """A grid of phrases, one colour per track, barlines drawn; returns PNG bytes (and writes ``path``)."""
-    import io
 
     import matplotlib
 
@@ -63,9 +62,18 @@ def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None,
                 ax.axhline(c - 0.5, color="0.85", lw=0.4)
     handles = [Patch(color=TRACK_COLOURS[t % len(TRACK_COLOURS)], label=name) for t, name in enumerate(fc.track_names)]
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, fontsize=8)
+    return _finish_png(fig, path, title, top=0.94)
+
+
+def _finish_png(fig, path: str | Path | None, title: str | None, top: float) -> bytes:
+    """Caption, lay out, render to PNG bytes, close; also write ``path`` when given."""
+    import io
+
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title, y=0.02, fontsize=8)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.94))
+    fig.tight_layout(rect=(0, 0.03, 1, top))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
@@ -166,7 +174,6 @@ def condition_names(data: dict, cond) -> list[str]:
 def mel_png(mels: np.ndarray, data: dict, path: str | Path | None = None, titles: list[str] | None = None,
             title: str | None = None, columns: int = 4) -> bytes:
     """A grid of log-mel spectrograms (dB, time across, mel bands up); returns PNG bytes (and writes ``path``)."""
-    import io
 
     import matplotlib
 
@@ -190,16 +197,7 @@ def mel_png(mels: np.ndarray, data: dict, path: str | Path | None = None, titles
         ax.tick_params(labelsize=6)
         if titles:
             ax.set_title(titles[i], fontsize=7)
-    if title:
-        fig.suptitle(title, y=0.02, fontsize=8)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    png = buf.getvalue()
-    if path is not None:
-        Path(path).write_bytes(png)
-    return png
+    return _finish_png(fig, path, title, top=1.0)
 
 
 def write_audio_samples(mels: np.ndarray, data: dict, out_dir: str | Path, cond=None, title: str | None = None,

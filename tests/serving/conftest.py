@@ -89,13 +89,19 @@ def registry_root(bach_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def served(serve_port, registry_root):
     """The main app, deployed once: ``Http`` on its base URL."""
-    from ray import serve
 
     from serving.app import build_app
 
     ref = str(registry_root / "models" / "bach" / "latest")
-    serve.run(build_app(ref, user_config={"watch_seconds": 0.5}), name="musicgan", route_prefix="/")
-    http = Http(f"http://127.0.0.1:{serve_port}")
+    return deploy(build_app(ref, user_config={"watch_seconds": 0.5}), "musicgan", serve_port)
+
+
+def deploy(app, name: str, port: int) -> Http:
+    """``serve.run`` the app at ``/`` and wait (up to 60 s) until it answers ``/healthz``."""
+    from ray import serve
+
+    serve.run(app, name=name, route_prefix="/")
+    http = Http(f"http://127.0.0.1:{port}")
     deadline = time.time() + 60
     while time.time() < deadline:
         if http.call("GET", "/healthz")[0] == 200:

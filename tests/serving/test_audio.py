@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -17,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tests.serving.conftest import Http
+from tests.serving.conftest import deploy
 from tests.serving import test_browser as page
 from tests.serving.test_browser import AUDIO_STATE_JS, console, wait_for_status
 
@@ -34,14 +33,7 @@ def audio_served(serve_port, audio_checkpoint):
 
     from serving.app import build_app
 
-    serve.run(build_app(str(audio_checkpoint)), name="musicgan-audio", route_prefix="/")
-    http = Http(f"http://127.0.0.1:{serve_port}")
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if http.call("GET", "/healthz")[0] == 200:
-            break
-        time.sleep(0.5)
-    yield http
+    yield deploy(build_app(str(audio_checkpoint)), "musicgan-audio", serve_port)
     serve.delete("musicgan-audio")
 
 
