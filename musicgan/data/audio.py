@@ -214,16 +214,27 @@ def mel_to_audio(mel_db, fc: FeatureConfig, n_iter: int = GRIFFIN_LIM_ITERS, see
         return torch.istft(spec, fc.n_fft, fc.hop_length, window=window, length=length)
 
     seeds = [seed] * len(mag) if np.isscalar(seed) else list(seed)
-    # each clip draws its initial phase from its own generator: a clip's audio does not depend on its batch
-    angles = torch.exp(2j * np.pi * torch.stack([torch.rand(mag.shape[1:], generator=torch.Generator().manual_seed(int(s)))
-                                                 for s in seeds]))
+    # Bit-identical alone or in any batch: each clip draws its initial phase from its own generator,
+    # and every step below is exactly rounded elementwise arithmetic (+, *, /, sqrt) or per-clip FFTs.
+    # (Vectorised transcendental functions, or torch.sgn's hypot, round differently at the tail of a
+    # tensor than inside it, and where a clip's cells fall depends on the batch.)
+    angles = torch.stack([torch.polar(torch.ones(mag.shape[1:]), 2 * np.pi * torch.rand(
+        mag.shape[1:], generator=torch.Generator().manual_seed(int(s)))) for s in seeds])
+    angles = torch.view_as_real(angles)  # [B, F, T, 2]: (re, im)
+    mag = mag[..., None]
+    momentum = GRIFFIN_LIM_MOMENTUM / (1 + GRIFFIN_LIM_MOMENTUM)
+
+    def spectrum(unit):  # magnitude x unit phasor
+        return torch.view_as_complex(unit * mag)
+
     rebuilt = torch.zeros_like(angles)
     for _ in range(n_iter):
         previous = rebuilt
-        rebuilt = torch.stft(istft(mag * angles), fc.n_fft, fc.hop_length, window=window, return_complex=True)
-        angles = rebuilt - (GRIFFIN_LIM_MOMENTUM / (1 + GRIFFIN_LIM_MOMENTUM)) * previous
-        angles = angles / (angles.abs() + 1e-16)
-    y = istft(mag * angles).numpy().astype(np.float32)
+        rebuilt = torch.view_as_real(torch.stft(istft(spectrum(angles)), fc.n_fft, fc.hop_length, window=window,
+                                                return_complex=True))
+        angles = torch.add(rebuilt, previous, alpha=-momentum)
+        angles = angles / (angles[..., :1] * angles[..., :1] + angles[..., 1:] * angles[..., 1:]).sqrt().add(1e-16)
+    y = istft(spectrum(angles)).numpy().astype(np.float32)
     return y.reshape(*lead, length)
 
 
