@@ -168,8 +168,8 @@ def _render_to_wav(midi_path: str, wav_path: str, sample_rate_hz: int) -> None:
 
 GRIFFIN_LIM_ITERS = 16
 """Griffin-Lim iterations used when turning generated mels into audio. 16 keeps pitch and most of
-the timbre and runs at about 100x real time for a batch of 16 one-second clips on two CPU cores
-(``benchmarks/audio_quality.py`` measures it); 32 sounds a little cleaner at half the speed."""
+the timbre; with the generator, a batch of 16 one-second clips comes out at 114-127x real time on
+two CPU cores (``benchmarks/audio_quality.py``); 32 sounds a little cleaner at about half the speed."""
 GRIFFIN_LIM_MOMENTUM = 0.99  # the "fast Griffin-Lim" of Perraudin et al. (2013), as librosa's default
 
 
