@@ -20,13 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def audio_run(notes_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("audio-run") / "run"
-    code = main(["train", "--data", notes_data.out, "--run-dir", str(run), "--preset", "audio-tiny"])
+    # two Train workers: the spectrogram GAN (with its classifier heads) under DDP, as on a cluster
+    code = main(["train", "--data", notes_data.out, "--run-dir", str(run), "--preset", "audio-tiny", "--workers", "2",
+                 "--set", "train.batch_size_per_worker=8"])
     assert code == 0
     return run
 
 
 def test_training_writes_audio_checkpoints_metrics_and_samples(audio_run):
     assert (audio_run / "checkpoint_000006" / "generator_ema.pt").exists()
+    starts = [json.loads(line) for line in (audio_run / "events.jsonl").read_text().splitlines()]
+    assert [s["world_size"] for s in starts] == [2]
     rows = list(csv.DictReader((audio_run / "metrics.csv").open()))
     assert [int(r["step"]) for r in rows] == [3, 6]
     last = rows[-1]
