@@ -48,14 +48,25 @@ def evaluate(checkpoint: str, data_dir: str, n: int = 1000, seed: int = 0, json_
         ok = rel <= tol or (k in RATES and abs(gen - real) <= RATE_ABS_TOL)
         target = f"within {tol:.0%}" + (f" or {RATE_ABS_TOL} absolute" if k in RATES else "")
         checks[k] = {"real": real, "generated": gen, "relative_difference": rel, "target": target, "ok": ok}
-    checks["FMD_ratio"] = {"value": res["FMD_ratio"], "target": f"<= {FMD_RATIO_MAX}",
-                           "ok": res["FMD_ratio"] is not None and res["FMD_ratio"] <= FMD_RATIO_MAX}
-    checks["diversity"] = {"value": res["diversity"], "target": f">= {DIVERSITY_MIN}", "ok": res["diversity"] >= DIVERSITY_MIN}
+    checks.update(_distribution_checks(res))
     checks["copies"] = {"value": res["copies"], "target": f"< {COPIES_MAX:.0%}", "ok": res["copies"] < COPIES_MAX}
     report = {"checkpoint": str(path), "step": meta["step"], "data": str(data_dir), "n": n, "seed": seed,
               "grid": f"{spb} steps per bar; a qualified note lasts >= {M.MIN_NOTE_STEPS} steps (an eighth)",
               "metrics": res, "checks": checks, "passed": all(c["ok"] for c in checks.values())}
-    out = Path(json_path) if json_path else path / "evaluation.json"
+    return _write_report(report, path, json_path)
+
+
+def _distribution_checks(res: dict) -> dict:
+    """The targets both model families share: FMD against the untrained generator, and diversity."""
+    return {"FMD_ratio": {"value": res["FMD_ratio"], "target": f"<= {FMD_RATIO_MAX}",
+                          "ok": res["FMD_ratio"] is not None and res["FMD_ratio"] <= FMD_RATIO_MAX},
+            "diversity": {"value": res["diversity"], "target": f">= {DIVERSITY_MIN}",
+                          "ok": res["diversity"] >= DIVERSITY_MIN}}
+
+
+def _write_report(report: dict, checkpoint: Path, json_path: str | None) -> dict:
+    """Write the report as JSON (default: ``evaluation.json`` in the checkpoint) and note where."""
+    out = Path(json_path) if json_path else checkpoint / "evaluation.json"
     out.write_text(json.dumps(report, indent=2, default=float))
     report["json_path"] = str(out)
     return report
@@ -102,7 +113,9 @@ class AudioEvaluator:
         self.data, self.n, self.pitch_clips = data, n_samples, pitch_clips
         real = ShardReader(data_dir, split=None).arrays(max_rows=max_real)
         self.real = real["x"]
-        self.fc = _feature_config(data)
+        from musicgan.render import feature_config
+
+        self.fc = feature_config(data)
         self.pitch_range = (min(data["pitches"]), max(data["pitches"])) if data.get("pitches") else None
         self.real_pitch_accuracy = float("nan")
         if self.pitch_range:
@@ -133,12 +146,6 @@ class AudioEvaluator:
         return out, fake
 
 
-def _feature_config(data: dict):
-    from musicgan.config import FeatureConfig, from_dict
-
-    return from_dict(FeatureConfig, data["feature_config"])
-
-
 def evaluate_audio(checkpoint: str, data_dir: str, n: int = 256, seed: int = 0, json_path: str | None = None) -> dict:
     """``musicgan evaluate`` for a spectrogram checkpoint: the trained generator and an untrained one."""
     from musicgan.data.shards import load_manifest
@@ -157,21 +164,14 @@ def evaluate_audio(checkpoint: str, data_dir: str, n: int = 256, seed: int = 0, 
     res["FMD_untrained"] = res_untrained["FMD"]
     res["FMD_ratio"] = res["FMD"] / res_untrained["FMD"] if res_untrained["FMD"] else None
     res["pitch_accuracy_untrained"] = res_untrained.get("pitch_accuracy")
-    checks = {
-        "FMD_ratio": {"value": res["FMD_ratio"], "target": f"<= {FMD_RATIO_MAX}",
-                      "ok": res["FMD_ratio"] is not None and res["FMD_ratio"] <= FMD_RATIO_MAX},
-        "diversity": {"value": res["diversity"], "target": f">= {DIVERSITY_MIN}", "ok": res["diversity"] >= DIVERSITY_MIN},
-    }
+    checks = _distribution_checks(res)
     if "pitch_accuracy_ratio" in res:
         checks["pitch_accuracy_ratio"] = {"value": res["pitch_accuracy_ratio"], "target": f">= {PITCH_RATIO_MIN}",
                                           "ok": bool(res["pitch_accuracy_ratio"] >= PITCH_RATIO_MIN)}
     report = {"checkpoint": str(path), "step": meta["step"], "data": str(data_dir), "n": n, "seed": seed,
               "family": "spectrogram", "metrics": res, "checks": checks,
               "passed": all(c["ok"] for c in checks.values())}
-    out = Path(json_path) if json_path else path / "evaluation.json"
-    out.write_text(json.dumps(report, indent=2, default=float))
-    report["json_path"] = str(out)
-    return report
+    return _write_report(report, path, json_path)
 
 
 def audio_table_text(report: dict) -> str:
