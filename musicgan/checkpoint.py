@@ -11,15 +11,24 @@
 It is written into a temporary sibling directory and renamed into place, so a crash while saving
 leaves the previous checkpoint as it was and never a half-written one under the real name.
 Serving and sampling rebuild the architecture from ``config.json`` alone.
+
+Ray Train copies a reported checkpoint into the run folder in place, so a crash mid-copy can leave
+a folder with every file present and one of them cut short. :func:`find_latest` therefore takes the
+newest checkpoint whose files all *load* (``torch.load(weights_only=True)``), not merely exist.
+A registry version carries the sha256 of each file (``model.json``: ``files_sha256``);
+:func:`load_generator` checks the bytes it loads against them and refuses a mismatch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,6 +41,10 @@ FILES = ("generator.pt", "critic.pt", "generator_ema.pt", "optim_g.pt", "optim_d
 
 class CheckpointError(Exception):
     """A checkpoint that is missing, incomplete or of another data/feature set."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint that :func:`find_latest` passed over for an older one."""
 
 
 def data_info(manifest: dict) -> dict:
@@ -83,11 +96,113 @@ def read_meta(path: str | Path) -> dict:
     missing = [f for f in FILES if not (path / f).exists()]
     if missing:
         raise CheckpointError(f"{path} is not a complete musicgan checkpoint (missing {', '.join(missing)})")
-    return json.loads((path / "config.json").read_text())
+    try:
+        return json.loads((path / "config.json").read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path / 'config.json'} is not valid JSON ({e}); the checkpoint is damaged") from None
 
 
 def load_state(path: str | Path, name: str):
     return torch.load(Path(path) / name, map_location="cpu", weights_only=True)
+
+
+def _load_bytes(raw: bytes, where: Path):
+    try:
+        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle error, not a torch file
+        raise CheckpointError(f"{where} does not load ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                              "the file is damaged or incomplete") from None
+
+
+def sha256_bytes(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def file_hashes(path: str | Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file in a checkpoint folder."""
+    root = Path(path)
+    return {p.relative_to(root).as_posix(): sha256_bytes(p.read_bytes())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def safe_relative(name: str) -> str:
+    """A file name from a registry record: relative, inside the folder, no ``..``."""
+    parts = name.split("/")
+    if not isinstance(name, str) or not name or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+        raise CheckpointError(f"registry record names the file {name!r}, which is not a plain relative path")
+    return name
+
+
+def _read_verified(root: Path, name: str, sha256: str) -> bytes:
+    target = root / safe_relative(name)
+    try:
+        raw = target.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{target} is missing: the registry recorded it when the version was promoted") from None
+    got = sha256_bytes(raw)
+    if got != sha256:
+        raise CheckpointError(f"{target} has sha256 {got[:16]}..., but the registry recorded {str(sha256)[:16]}... "
+                              "when it was promoted: the version is damaged or was changed since; refusing to load it")
+    return raw
+
+
+def verify_files(path: str | Path, hashes: dict[str, str]) -> None:
+    """Every file a registry record lists must be present with its recorded sha256, or CheckpointError."""
+    if not isinstance(hashes, dict) or not hashes:
+        raise CheckpointError(f"{path}: the registry record's files_sha256 is not a file -> sha256 table")
+    missing = [f for f in FILES if f not in hashes]
+    if missing:
+        raise CheckpointError(f"{path}: the registry record has no sha256 for {', '.join(missing)}")
+    for name, digest in hashes.items():
+        _read_verified(Path(path), name, digest)
+
+
+def registry_hashes(path: str | Path) -> dict[str, str] | None:
+    """The ``files_sha256`` of the registry version a checkpoint folder belongs to (``vN/checkpoint``)."""
+    record = Path(path).parent / "model.json"
+    if Path(path).name != "checkpoint" or not record.is_file():
+        return None
+    try:
+        hashes = json.loads(record.read_text()).get("files_sha256")
+    except (OSError, ValueError, AttributeError):
+        raise CheckpointError(f"{record} is not a readable registry record") from None
+    if hashes is not None and not isinstance(hashes, dict):
+        raise CheckpointError(f"{record}: files_sha256 is not a file -> sha256 table")
+    return hashes
+
+
+def check_files(files: dict[str, bytes], where: str | Path) -> dict:
+    """Test-load a checkpoint held in memory (``{file name: bytes}``): config.json parses, every state
+    file loads with ``weights_only=True``, and both generators fit the architecture config.json
+    describes. Returns the metadata; anything else is a CheckpointError naming the file."""
+    from musicgan.model import build_for_data
+
+    where = Path(where)
+    missing = [f for f in FILES if f not in files]
+    if missing:
+        raise CheckpointError(f"{where} is not a complete musicgan checkpoint (missing {', '.join(missing)})")
+    try:
+        meta = json.loads(files["config.json"])
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{where / 'config.json'} is not valid JSON ({e}); the checkpoint is damaged") from None
+    states = {name: _load_bytes(files[name], where / name) for name in FILES if name.endswith(".pt")}
+    g, _ = build_for_data(from_dict(Config, meta["config"]).model, meta["data"])
+    for name in ("generator.pt", "generator_ema.pt"):
+        try:
+            g.load_state_dict(states[name])
+        except RuntimeError as e:
+            raise CheckpointError(f"{where / name} does not fit the generator config.json describes "
+                                  f"({str(e).splitlines()[0][:200]})") from None
+    return meta
+
+
+def check_loads(path: str | Path) -> dict:
+    """Every state file of a checkpoint loads and config.json parses; returns the metadata, else CheckpointError."""
+    meta = read_meta(path)
+    for name in FILES:
+        if name.endswith(".pt"):
+            _load_bytes((Path(path) / name).read_bytes(), Path(path) / name)
+    return meta
 
 
 def restore(path: str | Path, gan: GAN) -> None:
@@ -103,23 +218,45 @@ def restore(path: str | Path, gan: GAN) -> None:
     torch.set_rng_state(state["torch_rng"])
 
 
-def load_generator(path: str | Path, ema: bool = True):
-    """Rebuild the generator from the checkpoint alone. Returns ``(generator, config, data_info, meta)``."""
+def load_generator(path: str | Path, ema: bool = True, hashes: dict[str, str] | None = None):
+    """Rebuild the generator from the checkpoint alone. Returns ``(generator, config, data_info, meta)``.
+
+    ``hashes`` (a registry record's ``files_sha256``; found by itself for a ``vN/checkpoint``
+    folder) makes it load only bytes whose sha256 matches: a damaged version is refused.
+    """
     from musicgan.model import build_for_data
 
-    meta = read_meta(path)
+    path = Path(path)
+    weights = "generator_ema.pt" if ema else "generator.pt"
+    meta = read_meta(path)  # complete?
+    hashes = hashes if hashes is not None else registry_hashes(path)
+    if hashes is not None:  # load exactly the bytes whose sha256 the registry recorded
+        if not isinstance(hashes, dict) or not {"config.json", weights} <= set(hashes):
+            raise CheckpointError(f"{path}: the registry record has no sha256 for config.json and {weights}")
+        meta = json.loads(_read_verified(path, "config.json", hashes["config.json"]))
+        state = _load_bytes(_read_verified(path, weights, hashes[weights]), path / weights)
+    else:
+        state = _load_bytes((path / weights).read_bytes(), path / weights)
     cfg = from_dict(Config, meta["config"])
     data = meta["data"]
     g, _ = build_for_data(cfg.model, data)
-    g.load_state_dict(load_state(path, "generator_ema.pt" if ema else "generator.pt"))
+    try:
+        g.load_state_dict(state)
+    except RuntimeError as e:  # shapes or keys that do not fit the architecture config.json describes
+        raise CheckpointError(f"{path}: the generator weights do not fit its config.json "
+                              f"({str(e).splitlines()[0][:200]})") from None
     return g.eval(), cfg, data, meta
 
 
-_STEP_DIR = re.compile(r"^checkpoint_(\d+)$")
+_STEP_DIR = re.compile(r"checkpoint_(\d+)")
 
 
 def find_latest(run_or_checkpoint: str | Path) -> Path:
-    """A checkpoint directory itself, or the highest-step complete checkpoint inside a run directory."""
+    """A checkpoint directory itself, or the highest-step checkpoint inside a run directory that loads.
+
+    A run's newer checkpoint that is incomplete or does not load (a copy cut short) is passed over
+    with a :class:`CheckpointWarning` for the next older one that does.
+    """
     p = Path(run_or_checkpoint)
     if (p / "config.json").exists() and (p / "generator_ema.pt").exists():
         return p
@@ -127,9 +264,20 @@ def find_latest(run_or_checkpoint: str | Path) -> Path:
         raise CheckpointError(f"{p} does not exist")
     found = []
     for child in p.iterdir():
-        m = _STEP_DIR.match(child.name)
-        if m and all((child / f).exists() for f in FILES):
+        m = _STEP_DIR.fullmatch(child.name)
+        if m and child.is_dir():
             found.append((int(m.group(1)), child))
-    if not found:
-        raise CheckpointError(f"no complete checkpoint in {p}")
-    return max(found)[1]
+    skipped = []
+    for _, child in sorted(found, reverse=True):
+        try:
+            check_loads(child)
+        except (CheckpointError, OSError, ValueError) as e:
+            skipped.append(f"{child.name}: {e}")
+            continue
+        if skipped:
+            warnings.warn(f"passed over damaged checkpoint(s) in {p} for {child.name}: " + "; ".join(skipped),
+                          CheckpointWarning, stacklevel=2)
+        return child
+    if skipped:
+        raise CheckpointError(f"no checkpoint in {p} loads: " + "; ".join(skipped))
+    raise CheckpointError(f"no complete checkpoint in {p}")
