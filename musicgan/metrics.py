@@ -23,6 +23,35 @@ sounding) plus the grid, and returns plain floats or per-track lists. Definition
   per-phrase statistics vector of :func:`statistics_vector` for real and generated phrases.
 - **originality / copies**: fraction of generated phrases whose nearest training phrase shares more
   than 90% of its sounding cells (``|g & t| / max(|g|, |t|) > 0.9``).
+
+Voice measures (tracks are voices ordered high to low, soprano alto tenor bass in the Bach build).
+A voice's pitch at a step is the highest pitch it sounds there (a Bach voice sounds one at a time;
+a generated one may sound several). Voice leading is read at quarter-note beats, every
+``steps_per_bar / 4`` steps from the phrase's first step (a downbeat). Values on the ``bach``
+build's val split (621 phrases; train in brackets):
+
+- **melodic leap**: mean absolute interval, in semitones, between consecutive notes of a voice in a
+  phrase. Rests are skipped and a held or repeated pitch is one note (the roll has no onsets), so
+  every leap is non-zero. ``leap_semitones`` pools all voices' leaps: 2.59 (2.60).
+- **octave leaps**: share of those leaps larger than 12 semitones: 0.066% (0.054%).
+- **pitch range**: :func:`pitch_range` above: 10.0 semitones (10.1).
+- **parallel fifths and octaves**, per 100 voice-pair transitions: over every pair of voices (all
+  six in SATB, not only adjacent ones), a transition is two consecutive beats at which both voices
+  sound. It is a parallel when both voices move (neither holds nor repeats its pitch) in the same
+  direction and their interval ``|upper - lower| mod 12`` is 7 at both beats (fifths, compound
+  included) or 0 at both (unisons and octaves). A fifth moving to an octave is not counted. The
+  denominator is all transitions, moving or not: 0.42 (0.30). With only adjacent pairs it would be
+  0.34 (0.33); counting only similar-motion transitions in the denominator, 1.54 (1.12).
+- **crossing**: share of (adjacent voice pair, beat) cells, both sounding, at which the lower voice
+  sounds strictly above the higher one (a unison is not a crossing): 0.81% (0.67%).
+- **spacing**: share of the same (adjacent pair, beat) cells at which two upper voices
+  (soprano-alto, alto-tenor; every adjacent pair above the lowest voice) are more than 12 semitones
+  apart; tenor-bass cells may be wider and never count as wide: 0.40% (0.49%). Over upper-pair
+  cells alone it would be 0.60%.
+- **vertical intervals**: per voice pair, the distribution of interval classes ``|upper - lower|
+  mod 12`` at beats where both sound; generated is compared with real by the total-variation
+  distance (half the L1 distance, 0 same, 1 disjoint), averaged over pairs. Bach train against
+  val: 0.033, the data's own floor.
 """
 
 from __future__ import annotations
@@ -290,3 +319,153 @@ def compare(generated, real, train, steps_per_bar: int, pitch_low: int, track_na
     if untrained is not None:
         result["FMD_untrained"] = frechet_distance(statistics_vector(untrained, steps_per_bar, pitch_low), real_stats)
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# voices: melodic leaps and voice leading (see the module docstring's second list)
+
+OCTAVE_SEMITONES = 12
+QUARTERS_PER_BAR = 4
+PERFECT_INTERVAL_CLASSES = (0, 7)  # unison/octave, fifth
+
+
+def voice_lines(rolls) -> np.ndarray:
+    """``[N, tracks, steps]`` int: each voice's highest sounding pitch index per step, -1 where silent."""
+    rolls = _bool(rolls)
+    p = rolls.shape[-1]
+    return np.where(rolls, np.arange(p), -1).max(-1) if p else np.full(rolls.shape[:-1], -1)
+
+
+def beat_lines(rolls, steps_per_bar: int) -> np.ndarray:
+    """:func:`voice_lines` sampled at quarter-note beats (every ``steps_per_bar / 4`` steps from step 0)."""
+    if steps_per_bar % QUARTERS_PER_BAR:
+        raise ValueError(f"steps_per_bar must be a multiple of {QUARTERS_PER_BAR} to find quarter-note beats, "
+                         f"not {steps_per_bar}")
+    return voice_lines(rolls)[..., :: steps_per_bar // QUARTERS_PER_BAR]
+
+
+def _leaps(line: np.ndarray) -> np.ndarray:
+    """Signed semitone steps between consecutive notes of one voice ``[N, steps]`` (-1 silent), per phrase.
+
+    Rests are skipped (the note after a rest follows the note before it) and a held or repeated
+    pitch is one note, so every leap is non-zero."""
+    n_idx, s_idx = np.nonzero(line >= 0)  # row-major: by phrase, then step
+    pitch = line[n_idx, s_idx]
+    change = np.diff(pitch)[n_idx[1:] == n_idx[:-1]]
+    return change[change != 0]
+
+
+def voice_leaps(rolls) -> list[np.ndarray]:
+    """Per track: absolute melodic leaps in semitones between consecutive notes, all phrases pooled."""
+    lines = voice_lines(rolls)
+    return [np.abs(_leaps(lines[:, t])) for t in range(lines.shape[1])]
+
+
+def melodic_leap_semitones(rolls) -> list[float]:
+    """Per track: mean absolute melodic leap in semitones, over all leaps of all phrases (0.0 if none)."""
+    return [float(leaps.mean()) if leaps.size else 0.0 for leaps in voice_leaps(rolls)]
+
+
+def octave_leap_rate(rolls) -> list[float]:
+    """Per track: share of melodic leaps larger than an octave (more than 12 semitones; 0.0 if none)."""
+    return [float((leaps > OCTAVE_SEMITONES).mean()) if leaps.size else 0.0 for leaps in voice_leaps(rolls)]
+
+
+def _pairs(n_tracks: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(n_tracks) for j in range(i + 1, n_tracks)]
+
+
+def parallel_perfect_per_100(rolls, steps_per_bar: int) -> float:
+    """Parallel fifths and octaves per 100 voice-pair transitions between consecutive quarter-note beats.
+
+    Over every pair of voices (not only adjacent ones), a *transition* is two consecutive beats at
+    which both voices sound. It is a parallel when both voices move in the same direction and the
+    interval between them, ``|upper - lower| mod 12``, is a fifth (7) at both beats or a unison or
+    octave (0) at both beats."""
+    beats = beat_lines(rolls, steps_per_bar)
+    parallels = transitions = 0
+    for i, j in _pairs(beats.shape[1]):
+        a, b = beats[:, i], beats[:, j]
+        both = (a[:, :-1] >= 0) & (a[:, 1:] >= 0) & (b[:, :-1] >= 0) & (b[:, 1:] >= 0)
+        ic = np.abs(a - b) % 12
+        same_class = (ic[:, :-1] == ic[:, 1:]) & np.isin(ic[:, 1:], PERFECT_INTERVAL_CLASSES)
+        move_a, move_b = np.sign(np.diff(a)), np.sign(np.diff(b))
+        similar = (move_a != 0) & (move_a == move_b)
+        parallels += int((both & similar & same_class).sum())
+        transitions += int(both.sum())
+    return 100.0 * parallels / transitions if transitions else 0.0
+
+
+def voice_crossing_rate(rolls, steps_per_bar: int) -> float:
+    """Share of (adjacent voice pair, quarter-note beat) cells, both voices sounding, where the lower
+    voice (the later track) sounds strictly above the higher one. Track order is high to low."""
+    beats = beat_lines(rolls, steps_per_bar)
+    crossed = both = 0
+    for k in range(beats.shape[1] - 1):
+        hi, lo = beats[:, k], beats[:, k + 1]
+        sounding = (hi >= 0) & (lo >= 0)
+        crossed += int((sounding & (lo > hi)).sum())
+        both += int(sounding.sum())
+    return crossed / both if both else 0.0
+
+
+def upper_spacing_rate(rolls, steps_per_bar: int) -> float:
+    """Share of (adjacent voice pair, quarter-note beat) cells, both voices sounding, that break the
+    spacing rule: two upper voices (an adjacent pair above the lowest voice: soprano-alto, alto-tenor
+    in SATB) more than an octave (12 semitones) apart. The lowest pair (tenor-bass) may lie wider:
+    its cells never break the rule but count in the denominator, which is the same as
+    :func:`voice_crossing_rate`'s."""
+    beats = beat_lines(rolls, steps_per_bar)
+    n_tracks = beats.shape[1]
+    wide = both = 0
+    for k in range(n_tracks - 1):
+        hi, lo = beats[:, k], beats[:, k + 1]
+        sounding = (hi >= 0) & (lo >= 0)
+        both += int(sounding.sum())
+        if k + 1 < n_tracks - 1:
+            wide += int((sounding & (np.abs(hi - lo) > OCTAVE_SEMITONES)).sum())
+    return wide / both if both else 0.0
+
+
+def vertical_interval_histograms(rolls, steps_per_bar: int) -> np.ndarray:
+    """``[pairs, 12]``: per voice pair (all pairs, in :func:`tonal_distance`'s order), the distribution of
+    the interval class ``|upper - lower| mod 12`` over quarter-note beats where both sound (rows sum
+    to 1, or are all 0 when a pair never sounds together)."""
+    beats = beat_lines(rolls, steps_per_bar)
+    pairs = _pairs(beats.shape[1])
+    out = np.zeros((len(pairs), 12))
+    for row, (i, j) in enumerate(pairs):
+        a, b = beats[:, i], beats[:, j]
+        ic = (np.abs(a - b) % 12)[(a >= 0) & (b >= 0)]
+        counts = np.bincount(ic, minlength=12).astype(np.float64)
+        out[row] = counts / counts.sum() if counts.sum() else counts
+    return out
+
+
+def vertical_interval_distance(generated, real, steps_per_bar: int) -> float:
+    """Total-variation distance (half the L1 distance, 0 = same, 1 = disjoint) between generated and
+    real :func:`vertical_interval_histograms`, averaged over voice pairs."""
+    g = vertical_interval_histograms(generated, steps_per_bar)
+    r = vertical_interval_histograms(real, steps_per_bar)
+    if g.shape != r.shape:
+        raise ValueError(f"generated and real phrases have different track counts ({g.shape[0]} vs {r.shape[0]} pairs)")
+    return float(0.5 * np.abs(g - r).sum(1).mean()) if len(g) else 0.0
+
+
+def voice_metrics(rolls, steps_per_bar: int, track_names: list[str]) -> dict[str, float]:
+    """The voice measures as a flat dict. ``leap_semitones`` and ``octave_leaps`` pool the leaps of all
+    voices (so a voice weighs by its number of leaps); per-voice values follow as ``<name>/<voice>``.
+    :func:`pitch_range` is in :func:`phrase_metrics` already."""
+    per_voice = voice_leaps(rolls)
+    pooled = np.concatenate(per_voice) if per_voice else np.zeros(0)
+    out = {
+        "leap_semitones": float(pooled.mean()) if pooled.size else 0.0,
+        "octave_leaps": float((pooled > OCTAVE_SEMITONES).mean()) if pooled.size else 0.0,
+        "parallels_per_100": parallel_perfect_per_100(rolls, steps_per_bar),
+        "crossing": voice_crossing_rate(rolls, steps_per_bar),
+        "spacing": upper_spacing_rate(rolls, steps_per_bar),
+    }
+    for name, leaps in zip(track_names, per_voice):
+        out[f"leap_semitones/{name}"] = float(leaps.mean()) if leaps.size else 0.0
+        out[f"octave_leaps/{name}"] = float((leaps > OCTAVE_SEMITONES).mean()) if leaps.size else 0.0
+    return out
