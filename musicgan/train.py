@@ -16,6 +16,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -68,12 +69,38 @@ class RunLog:
         self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
 
     def _read_rows(self, resume_step: int) -> list[dict]:
+        """The rows up to ``resume_step``. A restart from an earlier step (from step 0 when there is no
+        checkpoint yet, or a worker-group restart) would log those steps again, so metrics.csv keeps
+        only the rows up to it; the file as it was is kept first as ``metrics.part-N.csv``, never lost."""
         if not self.csv.exists():
             return []
         with self.csv.open() as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        self._write(rows)  # a resumed run drops rows past its checkpoint: no duplicate steps
-        return rows
+            rows = list(csv.DictReader(f))
+        kept = [r for r in rows if int(r["step"]) <= resume_step]
+        if len(kept) < len(rows):
+            part = self._keep_part()
+            print(f"[musicgan] restarting at step {resume_step}: metrics.csv had {len(rows) - len(kept)} later "
+                  f"row(s); the file as it was is kept as {part.name}", flush=True)
+            self._write(kept)  # no duplicate steps in metrics.csv
+        return kept
+
+    def _keep_part(self) -> Path:
+        """Keep metrics.csv as it is under the next free ``metrics.part-N.csv`` (a hard link: atomic)."""
+        n = 1
+        while True:
+            part = self.csv.with_name(f"metrics.part-{n}.csv")
+            try:
+                os.link(self.csv, part)  # fails if the part exists: take the next number
+                return part
+            except FileExistsError:
+                n += 1
+            except OSError:  # a filesystem without hard links
+                if not part.exists():
+                    tmp = part.with_suffix(".csv.tmp")
+                    shutil.copyfile(self.csv, tmp)
+                    os.replace(tmp, part)
+                    return part
+                n += 1
 
     def _write(self, rows: list[dict]) -> None:
         keys = sorted({k for r in rows for k in r} - {"step"})

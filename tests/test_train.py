@@ -98,6 +98,30 @@ def test_rerun_resumes_from_the_last_checkpoint(tiny_run, bach_data):
     assert events[-1]["restored"] and events[-1]["step"] == 6
 
 
+def test_a_restart_never_truncates_the_run_history(tmp_path):
+    """Restarting a run at step 0 (no checkpoint yet) or at an earlier checkpoint keeps metrics.csv as it was."""
+    from musicgan.train import RunLog
+
+    run = tmp_path / "run"
+    run.mkdir()
+    history = "step,FMD,d_loss\n2,9.5,0.1\n4,8.0,0.2\n"
+    (run / "metrics.csv").write_text(history)
+    log = RunLog(run, {}, resume_step=0)
+    assert (run / "metrics.part-1.csv").read_text() == history
+    assert csv_rows(run) == []
+    log.log(2, {"FMD": 7.0})
+    log.tb.close()
+    assert [(r["step"], r["FMD"]) for r in csv_rows(run)] == [("2", "7.0")]
+    assert (run / "metrics.part-1.csv").read_text() == history  # a link to the old file, not the new one
+    (run / "metrics.csv").write_text(history)
+    RunLog(run, {}, resume_step=2).tb.close()  # resumed from step 2's checkpoint: row 4 is kept in part 2
+    assert (run / "metrics.part-2.csv").read_text() == history
+    assert [r["step"] for r in csv_rows(run)] == ["2"]
+    RunLog(run, {}, resume_step=2).tb.close()  # nothing past the checkpoint: nothing to keep aside
+    assert sorted(p.name for p in run.glob("metrics*.csv")) == ["metrics.csv", "metrics.part-1.csv",
+                                                                "metrics.part-2.csv"]
+
+
 def test_dry_run_and_bad_override(bach_data, tmp_path):
     ok = cli("train", "--data", bach_data.out, "--run-dir", str(tmp_path / "r"), "--preset", "cpu-tiny", "--dry-run",
              "--set", "optim.lr_g=0.002")
