@@ -177,7 +177,8 @@ def add_train_parsers(sub) -> None:
     e.add_argument("--data", required=True, help="the data build it was trained on")
     e.add_argument("--n", type=_positive, default=1000, help="phrases to generate (default 1000)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--json", default=None, help="where to write the table as JSON (default: beside the checkpoint)")
+    e.add_argument("--json", default=None, help="where to write the table as JSON (default: evaluation-CHECKPOINT.json "
+                   "in the run folder, beside the checkpoint; never inside it)")
     e.set_defaults(func=cmd_evaluate)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ def evaluate(checkpoint: str, data_dir: str, n: int = 1000, seed: int = 0, json_
     from musicgan.data.shards import ShardReader, load_manifest
 
     path = find_latest(checkpoint)
+    out = report_path(path, json_path)  # before the work: a refusal costs nothing
     g, cfg, data, meta = load_generator(path)
     manifest = load_manifest(data_dir)
     if manifest["feature_hash"] != data["feature_hash"]:
@@ -53,7 +56,7 @@ def evaluate(checkpoint: str, data_dir: str, n: int = 1000, seed: int = 0, json_
     report = {"checkpoint": str(path), "step": meta["step"], "data": str(data_dir), "n": n, "seed": seed,
               "grid": f"{spb} steps per bar; a qualified note lasts >= {M.MIN_NOTE_STEPS} steps (an eighth)",
               "metrics": res, "checks": checks, "passed": all(c["ok"] for c in checks.values())}
-    return _write_report(report, path, json_path)
+    return _write_report(report, out)
 
 
 def _distribution_checks(res: dict) -> dict:
@@ -64,10 +67,33 @@ def _distribution_checks(res: dict) -> dict:
                           "ok": res["diversity"] >= DIVERSITY_MIN}}
 
 
-def _write_report(report: dict, checkpoint: Path, json_path: str | None) -> dict:
-    """Write the report as JSON (default: ``evaluation.json`` in the checkpoint) and note where."""
-    out = Path(json_path) if json_path else checkpoint / "evaluation.json"
-    out.write_text(json.dumps(report, indent=2, default=float))
+def report_path(checkpoint: Path, json_path: str | None) -> Path:
+    """Where the JSON report goes: ``json_path``, else ``evaluation-CHECKPOINT.json`` beside the checkpoint
+    (in a run folder: next to its ``checkpoint_*`` folders). Never inside a checkpoint: the registry
+    promises its versions never change, and a run's checkpoints are what a version is copied from."""
+    checkpoint = Path(checkpoint).resolve()
+    if json_path:
+        out = Path(json_path).resolve()
+    elif (checkpoint.parent / "model.json").exists():
+        raise CheckpointError(f"{checkpoint} is a registry version, which never changes: give --json PATH "
+                              "for the report")
+    else:
+        out = checkpoint.parent / f"evaluation-{checkpoint.name}.json"
+    if out.is_relative_to(checkpoint):
+        raise CheckpointError(f"{out} is inside the checkpoint {checkpoint}; evaluate never writes into a "
+                              "checkpoint: give --json a path outside it")
+    return out
+
+
+def _write_report(report: dict, out: Path) -> dict:
+    """Write the report as JSON at ``out`` (whole or not at all) and note where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(json.dumps(report, indent=2, default=float))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     report["json_path"] = str(out)
     return report
 
@@ -152,6 +178,7 @@ def evaluate_audio(checkpoint: str, data_dir: str, n: int = 256, seed: int = 0, 
     from musicgan.model import build_for_data
 
     path = find_latest(checkpoint)
+    out = report_path(path, json_path)
     g, cfg, data, meta = load_generator(path)
     if load_manifest(data_dir)["feature_hash"] != data["feature_hash"]:
         raise CheckpointError(f"{path} was trained on features {data['feature_hash']}, but {data_dir} differs: "
@@ -171,7 +198,7 @@ def evaluate_audio(checkpoint: str, data_dir: str, n: int = 256, seed: int = 0, 
     report = {"checkpoint": str(path), "step": meta["step"], "data": str(data_dir), "n": n, "seed": seed,
               "family": "spectrogram", "metrics": res, "checks": checks,
               "passed": all(c["ok"] for c in checks.values())}
-    return _write_report(report, path, json_path)
+    return _write_report(report, out)
 
 
 def audio_table_text(report: dict) -> str:

@@ -88,6 +88,33 @@ def test_evaluate_prints_a_table_and_writes_json(tiny_run, bach_data, tmp_path):
     assert report["metrics"]["FMD_untrained"] > 0
 
 
+def test_evaluate_never_writes_into_the_checkpoint(tiny_run, bach_data):
+    run, _ = tiny_run
+    checkpoint = run / "checkpoint_000006"
+    before = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
+    r = cli("evaluate", "--checkpoint", str(run), "--data", bach_data.out, "--n", "32")
+    assert r.returncode == 0, r.stderr
+    assert {p.name: p.read_bytes() for p in checkpoint.iterdir()} == before
+    report = run / "evaluation-checkpoint_000006.json"  # beside the checkpoint, in the run folder
+    assert json.loads(report.read_text())["step"] == 6 and str(report) in r.stdout
+    inside = cli("evaluate", "--checkpoint", str(run), "--data", bach_data.out, "--n", "32",
+                 "--json", str(checkpoint / "eval.json"))
+    assert inside.returncode == 2 and "never writes into a checkpoint" in inside.stderr
+    assert {p.name: p.read_bytes() for p in checkpoint.iterdir()} == before
+
+
+def test_evaluate_needs_json_for_a_registry_version(tmp_path):
+    from musicgan.evaluate import report_path
+
+    version = tmp_path / "models" / "bach" / "v1"
+    (version / "checkpoint").mkdir(parents=True)
+    (version / "model.json").write_text("{}")
+    with pytest.raises(ckpt.CheckpointError, match="registry version, which never changes: give --json"):
+        report_path(version / "checkpoint", None)
+    assert report_path(version / "checkpoint", str(tmp_path / "r.json")) == tmp_path / "r.json"
+    assert report_path(tmp_path / "run" / "checkpoint_000003", None) == tmp_path / "run" / "evaluation-checkpoint_000003.json"
+
+
 def test_rerun_resumes_from_the_last_checkpoint(tiny_run, bach_data):
     run, _ = tiny_run
     cfg = load_preset("cpu-tiny", ["train.num_workers=2", "train.total_steps=9"])
