@@ -3,7 +3,6 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-DEMO    ?= demo
 
 .PHONY: demo test install sysdeps bench clean
 
@@ -35,7 +34,7 @@ sysdeps:
 	fi
 
 demo: $(STAMP) sysdeps
-	$(BIN)/musicgan demo --out $(DEMO)
+	$(BIN)/musicgan demo --out demo
 
 test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q tests
@@ -47,5 +46,6 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serve_load.py
 	$(BIN)/python benchmarks/audio_quality.py
 
+# fixed names only: clean never removes a path that came from the environment or the command line
 clean:
-	rm -rf $(DEMO) .pytest_cache
+	rm -rf demo .pytest_cache

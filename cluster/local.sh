@@ -6,6 +6,10 @@
 #   cluster/local.sh status
 #   cluster/local.sh down               # end every process it started; nothing else on the machine
 #
+# A node's pid file holds its pid and start time, and every process started here carries a marker
+# (MUSICGAN_CLUSTER_ID) in its environment: down and stop-worker end a process only when both say
+# it is this cluster's, never by a name or command-line pattern, never by a stale pid alone.
+#
 # The head (0 CPUs: it runs job drivers, GCS and the dashboard) and N worker nodes are separate
 # `ray start --block` processes, each in its own process group and temp dir, so one node can be
 # stopped alone (`ray stop` would stop every Ray on the machine, a test session's included).
@@ -24,7 +28,7 @@ while [ $# -gt 0 ]; do
     --dir) DIR="$2"; shift 2;;
     --port) PORT="$2"; shift 2;;
     --dashboard-port) DPORT="$2"; shift 2;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0;;
     *) if [ "$cmd" = "stop-worker" ] && [ -z "${WORKER_ID:-}" ]; then WORKER_ID="$1"; shift; else
          echo "local.sh: unknown argument $1" >&2; exit 2; fi;;
   esac
@@ -46,29 +50,67 @@ wait_nodes() {  # wait until the cluster reports $1 alive nodes
   return 1
 }
 
+proc_start() {  # when process $1 started (clock ticks since boot), empty if there is no such process
+  if [ -r "/proc/$1/stat" ]; then
+    # field 22 of /proc/PID/stat; the command name (field 2) may hold spaces, so count after its ")"
+    { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $20}'; } 2>/dev/null || true
+  else
+    ps -o lstart= -p "$1" 2>/dev/null | tr -s ' ' || true
+  fi
+}
+
+cluster_id() {  # the marker every process `up` started carries in its environment (children inherit it)
+  [ -f "$DIR/cluster-id" ] && cat "$DIR/cluster-id" || true
+}
+
+marked() {  # pids whose environment carries this cluster's marker: what `up` started, and their children
+  local id; id=$(cluster_id)
+  [ -n "$id" ] || return 0
+  grep -lzxF "MUSICGAN_CLUSTER_ID=$id" /proc/[0-9]*/environ 2>/dev/null \
+    | sed -e 's|^/proc/||' -e 's|/environ$||' | grep -vx -e "$$" -e "$PPID" || true
+}
+
 start_node() {  # name, then ray start arguments
   local name="$1"; shift
   mkdir -p "$DIR/logs" "$DIR/t/$name"
-  setsid "$RAY" start --block --temp-dir="$DIR/t/$name" --disable-usage-stats "$@" >"$DIR/logs/$name.log" 2>&1 &
-  echo $! >"$DIR/$name.pid"
+  MUSICGAN_CLUSTER_ID="$(cluster_id)" setsid "$RAY" start --block --temp-dir="$DIR/t/$name" --disable-usage-stats "$@" \
+    >"$DIR/logs/$name.log" 2>&1 &
+  local pid=$!
+  # pid AND start time: a pid file outliving its process must never name a stranger that got the pid
+  echo "$pid $(proc_start "$pid")" >"$DIR/$name.pid.tmp" && mv "$DIR/$name.pid.tmp" "$DIR/$name.pid"
 }
 
-stop_node() {  # name: end its whole process group (ray start --block, raylet, workers)
+node_pid() {  # the pid of node $1 if that very process (pid and start time) still runs, else nothing
+  local pidfile="$DIR/$1.pid" pid="" start=""
+  [ -f "$pidfile" ] || return 0
+  read -r pid start <"$pidfile" || true
+  [[ "$pid" =~ ^[0-9]+$ ]] && [ -n "$start" ] || return 0
+  [ "$(proc_start "$pid")" = "$start" ] && echo "$pid" || true
+}
+
+stop_node() {  # name: end its whole process group (ray start --block, raylet, workers), if it is ours
   local pidfile="$DIR/$1.pid"
   [ -f "$pidfile" ] || return 0
-  local pid; pid=$(cat "$pidfile")
-  kill -TERM -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 20); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.5; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
+  local pid; pid=$(node_pid "$1")
+  if [ -n "$pid" ]; then
+    # the leader is the process we started, so its group (setsid: id = its pid) is the node's
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 20); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  else
+    echo "local.sh: $pidfile names no process this script started (it exited, or the pid now belongs to" \
+         "another process); killing nothing by it" >&2
+  fi
   rm -f "$pidfile"
 }
 
 case "$cmd" in
   up)
-    if [ -f "$DIR/head.pid" ] && kill -0 "$(cat "$DIR/head.pid")" 2>/dev/null; then
+    if [ -n "$(node_pid head)" ]; then
       echo "local.sh: a cluster is already up in $DIR (run down first)" >&2; exit 2
     fi
     mkdir -p "$DIR/shared"
+    echo "$(date +%s%N)-$$-$RANDOM$RANDOM" >"$DIR/cluster-id"
     echo "$PORT $DPORT $WORKERS" >"$DIR/ports"
     start_node head --head --port="$PORT" --dashboard-host=127.0.0.1 --dashboard-port="$DPORT" --num-cpus=0
     wait_nodes 1
@@ -95,14 +137,15 @@ case "$cmd" in
   down)
     for f in "$DIR"/w*.pid; do [ -e "$f" ] && stop_node "$(basename "$f" .pid)"; done
     stop_node head
-    # processes of the nodes may take a moment to exit after their raylet; what is still running
-    # from this cluster's temp dirs after that is a leak: end it and say so
-    for _ in $(seq 30); do pgrep -f -- "$DIR/t/" >/dev/null || break; sleep 0.5; done
-    left=$(pgrep -f -- "$DIR/t/" || true)
-    if [ -n "$left" ]; then echo "local.sh: ending stray processes $left"; kill -KILL $left 2>/dev/null || true; fi
-    rm -f "$DIR/ports"
+    # processes of the nodes may take a moment to exit after their raylet. What still runs after
+    # that with this cluster's marker in its environment (a child that left its process group) is
+    # a leak: end it and say so. Nothing is picked by name or command line.
+    for _ in $(seq 30); do [ -z "$(marked)" ] && break; sleep 0.5; done
+    left=$(marked | tr '\n' ' ')
+    if [ -n "${left// /}" ]; then echo "local.sh: ending stray processes $left"; kill -KILL $left 2>/dev/null || true; fi
+    rm -f "$DIR/ports" "$DIR/cluster-id"
     echo "cluster down"
     ;;
   *)
-    sed -n '2,15p' "$0"; exit 2;;
+    sed -n '2,19p' "$0"; exit 2;;
 esac
