@@ -375,15 +375,11 @@ def _pairs(n_tracks: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(n_tracks) for j in range(i + 1, n_tracks)]
 
 
-def parallel_perfect_per_100(rolls, steps_per_bar: int) -> float:
-    """Parallel fifths and octaves per 100 voice-pair transitions between consecutive quarter-note beats.
-
-    Over every pair of voices (not only adjacent ones), a *transition* is two consecutive beats at
-    which both voices sound. It is a parallel when both voices move in the same direction and the
-    interval between them, ``|upper - lower| mod 12``, is a fifth (7) at both beats or a unison or
-    octave (0) at both beats."""
-    beats = beat_lines(rolls, steps_per_bar)
-    parallels = transitions = 0
+def parallel_counts(beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per phrase, from :func:`beat_lines`: (parallel fifths/octaves, voice-pair transitions); see
+    :func:`parallel_perfect_per_100`."""
+    parallels = np.zeros(len(beats), np.int64)
+    transitions = np.zeros(len(beats), np.int64)
     for i, j in _pairs(beats.shape[1]):
         a, b = beats[:, i], beats[:, j]
         both = (a[:, :-1] >= 0) & (a[:, 1:] >= 0) & (b[:, :-1] >= 0) & (b[:, 1:] >= 0)
@@ -391,22 +387,45 @@ def parallel_perfect_per_100(rolls, steps_per_bar: int) -> float:
         same_class = (ic[:, :-1] == ic[:, 1:]) & np.isin(ic[:, 1:], PERFECT_INTERVAL_CLASSES)
         move_a, move_b = np.sign(np.diff(a)), np.sign(np.diff(b))
         similar = (move_a != 0) & (move_a == move_b)
-        parallels += int((both & similar & same_class).sum())
-        transitions += int(both.sum())
-    return 100.0 * parallels / transitions if transitions else 0.0
+        parallels += (both & similar & same_class).sum(-1)
+        transitions += both.sum(-1)
+    return parallels, transitions
+
+
+def parallel_perfect_per_100(rolls, steps_per_bar: int) -> float:
+    """Parallel fifths and octaves per 100 voice-pair transitions between consecutive quarter-note beats.
+
+    Over every pair of voices (not only adjacent ones), a *transition* is two consecutive beats at
+    which both voices sound. It is a parallel when both voices move in the same direction and the
+    interval between them, ``|upper - lower| mod 12``, is a fifth (7) at both beats or a unison or
+    octave (0) at both beats."""
+    parallels, transitions = parallel_counts(beat_lines(rolls, steps_per_bar))
+    return float(100.0 * parallels.sum() / transitions.sum()) if transitions.sum() else 0.0
+
+
+def adjacent_pair_counts(beats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per phrase, from :func:`beat_lines`: (crossed cells, widely spaced upper cells, cells) over
+    (adjacent voice pair, beat) cells where both voices sound; see :func:`voice_crossing_rate` and
+    :func:`upper_spacing_rate`."""
+    crossed = np.zeros(len(beats), np.int64)
+    wide = np.zeros(len(beats), np.int64)
+    both = np.zeros(len(beats), np.int64)
+    n_tracks = beats.shape[1]
+    for k in range(n_tracks - 1):
+        hi, lo = beats[:, k], beats[:, k + 1]
+        sounding = (hi >= 0) & (lo >= 0)
+        both += sounding.sum(-1)
+        crossed += (sounding & (lo > hi)).sum(-1)
+        if k + 1 < n_tracks - 1:
+            wide += (sounding & (np.abs(hi - lo) > OCTAVE_SEMITONES)).sum(-1)
+    return crossed, wide, both
 
 
 def voice_crossing_rate(rolls, steps_per_bar: int) -> float:
     """Share of (adjacent voice pair, quarter-note beat) cells, both voices sounding, where the lower
     voice (the later track) sounds strictly above the higher one. Track order is high to low."""
-    beats = beat_lines(rolls, steps_per_bar)
-    crossed = both = 0
-    for k in range(beats.shape[1] - 1):
-        hi, lo = beats[:, k], beats[:, k + 1]
-        sounding = (hi >= 0) & (lo >= 0)
-        crossed += int((sounding & (lo > hi)).sum())
-        both += int(sounding.sum())
-    return crossed / both if both else 0.0
+    crossed, _, both = adjacent_pair_counts(beat_lines(rolls, steps_per_bar))
+    return float(crossed.sum() / both.sum()) if both.sum() else 0.0
 
 
 def upper_spacing_rate(rolls, steps_per_bar: int) -> float:
@@ -415,16 +434,8 @@ def upper_spacing_rate(rolls, steps_per_bar: int) -> float:
     in SATB) more than an octave (12 semitones) apart. The lowest pair (tenor-bass) may lie wider:
     its cells never break the rule but count in the denominator, which is the same as
     :func:`voice_crossing_rate`'s."""
-    beats = beat_lines(rolls, steps_per_bar)
-    n_tracks = beats.shape[1]
-    wide = both = 0
-    for k in range(n_tracks - 1):
-        hi, lo = beats[:, k], beats[:, k + 1]
-        sounding = (hi >= 0) & (lo >= 0)
-        both += int(sounding.sum())
-        if k + 1 < n_tracks - 1:
-            wide += int((sounding & (np.abs(hi - lo) > OCTAVE_SEMITONES)).sum())
-    return wide / both if both else 0.0
+    _, wide, both = adjacent_pair_counts(beat_lines(rolls, steps_per_bar))
+    return float(wide.sum() / both.sum()) if both.sum() else 0.0
 
 
 def vertical_interval_histograms(rolls, steps_per_bar: int) -> np.ndarray:
