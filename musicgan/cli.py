@@ -59,7 +59,8 @@ def add_data_parser(sub) -> None:
             "              filesystem URI works (s3://bucket/prefix, gs://...). An audio folder may hold\n"
             "              labels.csv (columns file,pitch,instrument) to label single-note clips\n\n"
             "Bad files are skipped and listed in the manifest with their reason. Running the same\n"
-            "build again on the same inputs does nothing."),
+            "build again on the same inputs does nothing. The build is written beside --out and\n"
+            "replaces it only once complete: a failed build leaves the previous one as it was."),
         epilog="example:  musicgan data build --source bach --out data/bach --transpose -2:2",
     )
     b.add_argument("--source", default="bach", help="what to build from (see above); default: bach")
@@ -86,7 +87,9 @@ def add_data_parser(sub) -> None:
                    help="notes: MIDI velocities, e.g. 70,110 (the default)")
     b.add_argument("--limit", type=_positive, default=None, help="use at most this many input files")
     b.add_argument("--files-per-shard", type=_positive, default=32, help="input files per shard (default 32)")
-    b.add_argument("--force", action="store_true", help="rebuild even if the output is up to date")
+    b.add_argument("--force", action="store_true",
+                   help="rebuild even if the output is up to date, and replace a build in --out made from another "
+                        "source or feature config (refused without it, naming what differs)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_data_build)
 

@@ -27,17 +27,56 @@ SOUNDFONT_CANDIDATES = (
     "/usr/share/soundfonts/default.sf2",
 )
 DB_FLOOR = -100.0  # log-mel values are clipped here (dB re. full scale power)
+MAX_AUDIO_SECONDS = 20 * 60.0
+"""Longer audio files are skipped with a reason, judged from the header before anything is decoded."""
+MAX_AUDIO_SAMPLES = int(MAX_AUDIO_SECONDS * 48_000 * 2)
+"""Frames x channels a file may decode to (20 min of 48 kHz stereo: 0.46 GB of float32)."""
 
 
-def decode_audio(data: bytes, name: str, sample_rate_hz: int) -> np.ndarray:
-    """Bytes of a wav/flac/ogg/mp3 file -> mono float32 at ``sample_rate_hz``; bad audio is :class:`BadInput`."""
+def _check_length(frames: int, sample_rate_hz: int, channels: int, max_seconds: float) -> None:
+    if sample_rate_hz <= 0 or channels <= 0:
+        raise BadInput(f"unreadable audio: header gives {sample_rate_hz} Hz, {channels} channels")
+    seconds = frames / sample_rate_hz
+    if seconds > max_seconds:
+        raise BadInput(f"too long ({seconds:.0f} s of audio > the {max_seconds:.0f} s limit), not decoded")
+    if frames * channels > MAX_AUDIO_SAMPLES:
+        raise BadInput(f"too large ({channels} channels x {frames} frames > {MAX_AUDIO_SAMPLES} samples), "
+                       "not decoded")
+
+
+def audio_header_check(file, max_seconds: float = MAX_AUDIO_SECONDS) -> int | None:
+    """Length checks from an audio file's header alone (``soundfile.info``; nothing is decoded).
+
+    ``file`` is a path or a seekable binary file. Over a limit is :class:`BadInput`. Returns the
+    most bytes the file may sensibly hold for that audio (the caller reads no more), or ``None``
+    where soundfile cannot read the header (an mp3 on an older libsndfile: the decoder decides).
+    """
+    import soundfile as sf
+
+    try:
+        info = sf.info(file)
+    except Exception:
+        return None
+    _check_length(int(info.frames), int(info.samplerate), int(info.channels), max_seconds)
+    return int(info.frames) * int(info.channels) * 8 + (1 << 20)  # float64 PCM plus headroom for metadata
+
+
+def decode_audio(data: bytes, name: str, sample_rate_hz: int, max_seconds: float = MAX_AUDIO_SECONDS) -> np.ndarray:
+    """Bytes of a wav/flac/ogg/mp3 file -> mono float32 at ``sample_rate_hz``; bad audio is :class:`BadInput`.
+
+    Audio longer than ``max_seconds`` (read from the header before decoding) is :class:`BadInput` too.
+    """
     import librosa
     import soundfile as sf
 
     if len(data) == 0:
         raise BadInput("empty file (0 bytes)")
     try:
-        y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with sf.SoundFile(io.BytesIO(data)) as snd:
+            _check_length(int(snd.frames), int(snd.samplerate), int(snd.channels), max_seconds)
+            y, sr = snd.read(dtype="float32", always_2d=True), snd.samplerate
+    except BadInput:
+        raise
     except Exception as e:
         if not name.lower().endswith(".mp3"):
             raise BadInput(f"unreadable audio: {str(e).splitlines()[0][:200]}") from None
@@ -46,10 +85,12 @@ def decode_audio(data: bytes, name: str, sample_rate_hz: int) -> np.ndarray:
             tmp.write(data)
             tmp.flush()
             try:
-                y, sr = librosa.load(tmp.name, sr=None, mono=False)
+                y, sr = librosa.load(tmp.name, sr=None, mono=False, duration=max_seconds + 1.0)
             except Exception as e2:
                 raise BadInput(f"unreadable audio: {str(e2).splitlines()[0][:200]}") from None
             y = np.atleast_2d(y).T
+            if len(y) > max_seconds * sr:
+                raise BadInput(f"too long (more than the {max_seconds:.0f} s limit of audio), not decoded in full")
     y = y.mean(axis=1)
     if y.size == 0:
         raise BadInput("no audio samples")

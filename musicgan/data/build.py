@@ -8,6 +8,17 @@
 
 A build is fingerprinted by its feature config and its inputs (path, size, mtime); rebuilding
 an identical fingerprint does nothing.
+
+Nothing is written into ``--out`` itself until the new build is complete: shards and manifest
+go to a temporary folder beside it (``.NAME.build-XXXXXXXX``, same parent, so the final rename is
+atomic), which then takes ``--out``'s place; the old build stays whole until that moment, and a
+failed build removes its temporary folder (and any parent folders it made). A build with another
+source or feature config does not replace an existing one unless forced.
+
+Listing a local source does not follow symbolic links to folders (a link loop would list every
+file again and again, and the same piece could land in train and val), nor links to anything
+outside the source; a file reached by several links is read once. Names that are not UTF-8 are
+skipped with their reason.
 """
 
 from __future__ import annotations
@@ -16,14 +27,18 @@ import hashlib
 import json
 import os
 import posixpath
+import re
+import shutil
+import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from musicgan.config import FeatureConfig, from_dict, to_dict
 from musicgan.data import shards as S
-from musicgan.data.audio import AUDIO_SUFFIXES
+from musicgan.data.audio import AUDIO_SUFFIXES, MAX_AUDIO_SECONDS
 from musicgan.data.notes import LABELS_FILE
 from musicgan.data.pianoroll import BadInput
 from musicgan.storage import Location, list_files, resolve
@@ -69,7 +84,7 @@ def resolve_inputs(source: str, fc: FeatureConfig, limit: int | None, progress: 
                                                 list(instruments or notes.DEFAULT_INSTRUMENTS),
                                                 list(velocities or notes.DEFAULT_VELOCITIES), fc.clip_seconds,
                                                 fc.sample_rate_hz, progress)
-        inputs = _folder_inputs(resolve(str(folder)), limit)
+        inputs = _folder_inputs(resolve(str(folder)), limit, fc)
         inputs.label, inputs.source_id = "notes", f"embedded:notes:{backend}:{folder.name}"
         return inputs
     if source in ("bach", "folk"):
@@ -102,34 +117,151 @@ def resolve_inputs(source: str, fc: FeatureConfig, limit: int | None, progress: 
                          "or a folder/URI of MIDI or audio files)")
     if info.type != pafs.FileType.Directory:
         raise BuildError(f"source {source} is a file; give the folder that holds the music files")
-    return _folder_inputs(loc, limit)
+    return _folder_inputs(loc, limit, fc)
 
 
-def _folder_inputs(loc: Location, limit: int | None) -> Inputs:
+def _folder_inputs(loc: Location, limit: int | None, fc: FeatureConfig) -> Inputs:
     """A folder of MIDI files, or of audio files with an optional ``labels.csv`` (file,pitch,instrument)."""
     source = loc.uri
-    midi = list_files(loc, MIDI_SUFFIXES)
-    audio = list_files(loc, AUDIO_SUFFIXES)
     label = posixpath.basename(loc.path.rstrip("/")) or "music"
-    if midi:
-        files, kind = midi, "pianoroll"
-    elif audio:
-        files, kind = audio, "mel"
-    else:
+    files, skipped = list_source(loc, MIDI_SUFFIXES)
+    kind = "pianoroll"
+    if not files:
+        files, skipped = list_source(loc, AUDIO_SUFFIXES)
+        kind = "mel"
+    if not files:
         raise BuildError(f"no MIDI (.mid/.midi) or audio ({'/'.join(s[1:] for s in AUDIO_SUFFIXES)}) "
-                         f"files under {source}")
-    labels, skipped = {}, []
+                         f"files under {source}" + _reasons(skipped))
+    if kind == "pianoroll":
+        # from the listing, before anything is read: a huge file never reaches a worker's memory
+        too_big = [f for f in files if f[1] > fc.max_file_bytes]
+        skipped += [{"file": _rel(loc, p), "reason": f"file too large ({size} bytes > max_file_bytes "
+                                                     f"{fc.max_file_bytes}), not read"} for p, size, _ in too_big]
+        files = [f for f in files if f[1] <= fc.max_file_bytes]
+    labels = {}
     if kind == "mel" and loc.join(LABELS_FILE).exists():
         from musicgan.data.notes import read_labels
 
         labels = read_labels(loc.join(LABELS_FILE).read_bytes().decode("utf-8", "replace"), f"{source}/{LABELS_FILE}")
         unlabelled = [f for f in files if _rel(loc, f[0]) not in labels]
-        skipped = [{"file": _rel(loc, f[0]), "reason": f"not listed in {LABELS_FILE}"} for f in unlabelled]
+        skipped += [{"file": _rel(loc, f[0]), "reason": f"not listed in {LABELS_FILE}"} for f in unlabelled]
         files = [f for f in files if _rel(loc, f[0]) in labels]
     if limit:
         files = files[:limit]
     labels = {_rel(loc, f[0]): labels[_rel(loc, f[0])] for f in files} if labels else {}
     return Inputs(kind, label, loc, files, skipped, source_id=loc.uri, note_labels=labels)
+
+
+def list_source(loc: Location, suffixes: tuple[str, ...]) -> tuple[list[tuple[str, int, int]], list[dict]]:
+    """The music files under a source folder, each once, and the entries skipped with their reason.
+
+    Returns sorted ``(path, size_bytes, mtime_ns)`` as :func:`musicgan.storage.list_files` does, plus
+    ``[{"file", "reason"}]``. Object stores have no links; a local folder is walked here (see
+    :func:`_list_local`) because pyarrow's recursive listing follows every link to a folder.
+    """
+    if not loc.is_local:
+        try:
+            return list_files(loc, suffixes), []
+        except Exception as e:
+            raise BuildError(f"cannot list source {loc.uri}: {str(e).splitlines()[0][:300]}") from None
+    return _list_local(loc.path, suffixes)
+
+
+def _shown(raw: bytes) -> str:
+    """A file name (bytes) for messages and the manifest: undecodable bytes appear as ``\\xNN``."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _list_local(root: str, suffixes: tuple[str, ...]) -> tuple[list[tuple[str, int, int]], list[dict]]:
+    """Walk a local folder with bytes names, following no link to a folder and no link out of ``root``.
+
+    A link to a file inside the source is read once, under its own name, and only if the file it
+    points to is not listed itself. Names that are not UTF-8, links to folders, links out of the
+    source and broken links are skipped with their reason (file links only where the suffix fits).
+    """
+    broot = os.fsencode(root)
+    real_root = os.path.realpath(root)
+    bsuffixes = tuple(x.encode() for x in suffixes)
+    files: list[tuple[str, int, int]] = []
+    skipped: list[dict] = []
+    links: list[tuple[str, str]] = []  # (path, real target) of file links inside the source
+    real_seen: set[str] = set()
+
+    def rel(p: bytes) -> str:
+        return _shown(os.path.relpath(p, broot))
+
+    stack = [broot]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            skipped.append({"file": rel(folder), "reason": f"folder not readable ({e.strerror or e}), not listed"})
+            continue
+        for entry in entries:
+            name = entry.name
+            music = name.lower().endswith(bsuffixes)
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+                is_link = entry.is_symlink()
+            except OSError:
+                continue
+            try:
+                name.decode("utf-8")
+            except UnicodeDecodeError:
+                if is_dir or music:
+                    what = "folder" if is_dir else "file"
+                    skipped.append({"file": rel(entry.path),
+                                    "reason": f"{what} name is not valid UTF-8 ({name!r}); rename it to read it"})
+                continue
+            if name.startswith(b"."):
+                continue
+            if is_link:
+                target = os.path.realpath(os.fsdecode(entry.path))
+                if os.path.isdir(target):
+                    parent_real = os.path.realpath(os.fsdecode(folder))
+                    if _inside(parent_real, target):
+                        why = "symbolic link loop (it points to a folder that holds it), not followed"
+                    elif _inside(target, real_root):
+                        why = "symbolic link to a folder inside the source, not followed (its files are listed once)"
+                    else:
+                        why = "symbolic link to a folder outside the source, not followed"
+                    skipped.append({"file": rel(entry.path), "reason": why})
+                elif music:
+                    if not os.path.exists(target):
+                        skipped.append({"file": rel(entry.path), "reason": "broken symbolic link"})
+                    elif not _inside(target, real_root):
+                        skipped.append({"file": rel(entry.path),
+                                        "reason": "symbolic link to a file outside the source, not followed"})
+                    else:
+                        links.append((os.fsdecode(entry.path), target))
+                continue
+            if is_dir:
+                stack.append(entry.path)
+                continue
+            if not music or not entry.is_file(follow_symlinks=False):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            path = os.fsdecode(entry.path)
+            files.append((path, int(st.st_size), int(st.st_mtime_ns)))
+            real_seen.add(os.path.realpath(path))
+    for path, target in sorted(links):
+        if target in real_seen:
+            where = _shown(os.fsencode(os.path.relpath(target, real_root)))
+            skipped.append({"file": _shown(os.fsencode(os.path.relpath(path, root))),
+                            "reason": f"symbolic link to {where}, which is read once already"})
+            continue
+        real_seen.add(target)
+        st = os.stat(target)
+        files.append((path, int(st.st_size), int(st.st_mtime_ns)))
+    files.sort()
+    skipped.sort(key=lambda s: s["file"])
+    return files, skipped
 
 
 def fingerprint(inputs: Inputs, fc: FeatureConfig) -> str:
@@ -172,6 +304,26 @@ def _pianoroll_stats(stats: dict, phrases: np.ndarray, fc: FeatureConfig) -> Non
             stats["pitch_hist"][i][fc.pitch_low + j] += int(per_pitch[i, j])
 
 
+def read_input(base: Location, path: str, fc: FeatureConfig, max_audio_seconds: float = MAX_AUDIO_SECONDS) -> bytes:
+    """One input file's bytes, never more than its limit: MIDI up to ``max_file_bytes`` (plus one byte,
+    so an oversized file is still recognised), audio only once its header says it is short enough.
+    Over a limit is :class:`BadInput`."""
+    from musicgan.data.audio import audio_header_check
+
+    if fc.kind != "mel":
+        with base.fs.open_input_stream(path) as f:
+            return f.read(fc.max_file_bytes + 1)  # parse_midi rejects the extra byte with the limit's name
+    with base.fs.open_input_file(path) as f:
+        size = f.size()
+        read_limit = audio_header_check(f, max_audio_seconds)  # None: no header soundfile knows (mp3 fallback)
+        if read_limit is None:
+            read_limit = fc.max_file_bytes
+        if size > read_limit:
+            raise BadInput(f"file too large ({size} bytes > {read_limit} for its audio), not decoded")
+        f.seek(0)
+        return f.read(size)
+
+
 def process_group(row: dict, out_uri: str, base_uri: str, fc_dict: dict, label: str,
                   row_group_rows: int, note_labels: dict | None = None) -> dict:
     """Parse every file of one group and write ``shard-NNNNN.parquet``; return its bookkeeping.
@@ -191,14 +343,16 @@ def process_group(row: dict, out_uri: str, base_uri: str, fc_dict: dict, label: 
     for path in files:
         rel = _rel(base, path)
         try:
-            with base.fs.open_input_stream(path) as f:
-                data = f.read()
+            data = read_input(base, path, fc)
+        except BadInput as e:
+            skipped.append({"file": rel, "reason": str(e)})
+            continue
         except OSError as e:
             skipped.append({"file": rel, "reason": f"unreadable: {e}"[:300]})
             continue
         try:
             if fc.kind == "mel":
-                mels, starts = audio_to_clips(decode_audio(data, path, fc.sample_rate_hz), fc)
+                mels, starts = audio_to_clips(decode_audio(data, path, fc.sample_rate_hz, MAX_AUDIO_SECONDS), fc)
                 xs, n = S.encode_mel(mels[:, None]), len(mels)
                 starts_col, transposes = starts, np.zeros(n, np.int8)
                 stats["clips"] += n
@@ -297,44 +451,245 @@ def _versions() -> dict:
     return out
 
 
-def check_writable(out: Location, out_arg: str) -> None:
+SHARD_NAME = re.compile(r"shard-\d+\.parquet")
+
+
+def _parent(loc: Location) -> Location:
+    return Location(loc.fs, posixpath.dirname(loc.path.rstrip("/")), loc.uri.rstrip("/").rsplit("/", 1)[0])
+
+
+def _sibling(loc: Location, tag: str) -> Location:
+    """A hidden name beside ``loc`` (same parent, so a rename between them is atomic on a local disk)."""
+    name = f".{posixpath.basename(loc.path.rstrip('/'))}.{tag}-{uuid.uuid4().hex[:8]}"
+    return _parent(loc).join(name)
+
+
+def _target(out: Location) -> Location:
+    """Where the build really goes: a local ``--out`` that is a symbolic link is replaced at its target."""
+    if not out.is_local:
+        return out
+    real = os.path.realpath(out.path)
+    return Location(out.fs, real, real)
+
+
+def prepare_output(out: Location, out_arg: str) -> list[str]:
+    """Check that a build can be written beside ``out`` (its temporary folder goes there), making the
+    missing parent folders. Returns the local folders made, innermost first, so a build that
+    fails can remove them again; nothing is written into ``out`` itself."""
+    parent = _parent(out)
+    if not parent.path or parent.path == out.path:
+        raise BuildError(f"cannot write to output {out_arg}: give a folder inside a folder or bucket, not its root")
+    made: list[str] = []
+    if out.is_local:
+        if os.path.lexists(out.path) and not os.path.isdir(out.path):
+            raise BuildError(f"cannot write to output {out_arg}: it is a file, not a folder")
+        p = parent.path
+        while not os.path.lexists(p):
+            made.append(p)
+            p = os.path.dirname(p)
+        if not os.path.isdir(p):
+            raise BuildError(f"cannot write to output {out_arg}: {p} is not a folder")
     try:
-        out.mkdirs()
-        probe = out.join(".musicgan-write-test")
-        probe.write_bytes_atomic(b"ok")
+        parent.mkdirs()
+        probe = _sibling(out, "write-test")
+        with out.fs.open_output_stream(probe.path) as f:
+            f.write(b"ok")
         out.fs.delete_file(probe.path)
     except Exception as e:
+        _remove_made(made)
         raise BuildError(f"cannot write to output {out_arg}: {str(e).splitlines()[0]}") from None
+    return made
+
+
+def check_writable(out: Location, out_arg: str) -> None:
+    """Raise :class:`BuildError` unless a build can be written at ``out``; leaves nothing behind."""
+    _remove_made(prepare_output(out, out_arg))
+
+
+def _remove_made(made: list[str]) -> None:
+    for p in made:  # innermost first; a folder someone else has filled meanwhile stays
+        try:
+            os.rmdir(p)
+        except OSError:
+            break
+
+
+def _remove_tree(loc: Location) -> None:
+    try:
+        if loc.is_local:
+            shutil.rmtree(loc.path, ignore_errors=True)
+        elif loc.exists():
+            loc.fs.delete_dir(loc.path)
+    except Exception:  # cleanup is best effort: the build's own error is the one to report
+        pass
+
+
+def existing_build(out: Location) -> tuple[dict | None, list[str]]:
+    """What ``out`` holds now: its manifest (``{}`` if unreadable, ``None`` if none) and the names of
+    entries that no data build writes (a build never replaces a folder holding those)."""
+    import pyarrow.fs as pafs
+
+    if not out.exists():
+        return None, []
+    infos = out.fs.get_file_info(pafs.FileSelector(out.path, recursive=False))
+    names = [posixpath.basename(i.path) for i in infos]
+    foreign = sorted(n for n in names if not (n == S.MANIFEST or SHARD_NAME.fullmatch(n) or n.startswith(".")))
+    old = None
+    if S.MANIFEST in names:
+        try:
+            old = out.join(S.MANIFEST).read_json()
+        except Exception:
+            old = {}
+        if not isinstance(old, dict):
+            old = {}
+    return old, foreign
+
+
+def config_differences(old: dict, source: str, source_uri: str, fc: FeatureConfig) -> list[str]:
+    """How a new build's source and feature config differ from an existing build's manifest."""
+    diffs = []
+    same_source = old.get("source_uri") == source_uri if "source_uri" in old else old.get("source") == source
+    if not same_source:
+        if old.get("source") != source:
+            diffs.append(f"source {old.get('source')!r} -> {source!r}")
+        else:
+            diffs.append(f"source {source!r} is now {source_uri} (was {old.get('source_uri')})")
+    before = old.get("feature_config") or {}
+    try:  # fields added since that build count at their defaults
+        before = to_dict(from_dict(FeatureConfig, before))
+    except Exception:
+        pass
+    now = to_dict(fc)
+    for key in sorted(set(before) | set(now)):
+        if before.get(key) != now.get(key):
+            diffs.append(f"{key} {before.get(key)!r} -> {now.get(key)!r}")
+    return diffs
+
+
+def _exchange(a: str, b: str) -> None:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``): a reader sees one or the other."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        raise OSError("no atomic exchange on this platform")
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        renameat2 = libc.renameat2
+    except AttributeError:
+        raise OSError("no renameat2 in this C library") from None
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def swap_in(new: Location, out: Location) -> None:
+    """Put the finished build in folder ``new`` where ``out`` is, and remove what ``out`` held.
+
+    Local disk: one atomic exchange of the two folders where the kernel offers it, else two
+    renames in a row (the old build is moved aside first, and moved back if the second fails).
+    Object stores cannot rename folders: the old manifest goes first (readers refuse the folder
+    rather than mix two builds), the new files follow, the new manifest last.
+    """
+    if out.is_local:
+        if not os.path.lexists(out.path):
+            os.rename(new.path, out.path)
+            return
+        try:
+            _exchange(new.path, out.path)
+            old = new  # the old build now sits in the temporary folder
+        except OSError:
+            old = _sibling(out, "old")
+            os.rename(out.path, old.path)
+            try:
+                os.rename(new.path, out.path)
+            except OSError:
+                os.rename(old.path, out.path)
+                raise
+        _remove_tree(old)
+        return
+    import pyarrow.fs as pafs
+
+    fs = out.fs
+    new_files = [i.path for i in fs.get_file_info(pafs.FileSelector(new.path, recursive=True))
+                 if i.type == pafs.FileType.File]
+    names = sorted(posixpath.relpath(p, new.path) for p in new_files)
+    manifest = out.join(S.MANIFEST)
+    if manifest.exists():
+        fs.delete_file(manifest.path)
+    old_files = []
+    if out.exists():
+        old_files = [i.path for i in fs.get_file_info(pafs.FileSelector(out.path, recursive=False))
+                     if i.type == pafs.FileType.File and SHARD_NAME.fullmatch(posixpath.basename(i.path))]
+    fs.create_dir(out.path, recursive=True)
+    for name in sorted(names, key=lambda n: n == S.MANIFEST):  # the manifest last
+        fs.move(new.join(name).path, out.join(name).path)
+    for path in old_files:
+        if posixpath.basename(path) not in names:
+            fs.delete_file(path)
+    _remove_tree(new)
 
 
 def build(source: str, out_dir: str, fc: FeatureConfig, limit: int | None = None, files_per_shard: int = 32,
           row_group_rows: int = 256, progress: bool = True, force: bool = False, instruments: list[str] | None = None,
           velocities: list[int] | None = None) -> BuildResult:
     """Build shards from ``source``. ``instruments`` and ``velocities`` shape the ``notes`` grid
-    (its pitches are ``fc.pitch_low``..``fc.pitch_high``, high exclusive)."""
+    (its pitches are ``fc.pitch_low``..``fc.pitch_high``, high exclusive).
+
+    The build goes to a temporary folder beside ``out_dir`` and replaces ``out_dir`` only when its
+    manifest is complete. An up-to-date ``out_dir`` is left alone (``no_op``) unless ``force``; one
+    that holds a build of another source or feature config is refused unless ``force``; one that
+    holds other files is always refused. A failed build leaves nothing behind.
+    """
     t0 = time.time()
     fc = fc.validate()
     out = resolve(out_dir)
-    check_writable(out, out_dir)
-    inputs = resolve_inputs(source, fc, limit, progress, instruments, velocities)
-    if inputs.kind != fc.kind:
-        fc = from_dict(FeatureConfig, {**to_dict(fc), "kind": inputs.kind})
-    if inputs.kind == "mel" and fc.track_names != ["audio"]:
-        fc.track_names = ["audio"]
-    if not inputs.files:
-        raise BuildError(f"no input files for source {source}" + _reasons(inputs.skipped))
-    fp = fingerprint(inputs, fc)
+    target = _target(out)
+    made = prepare_output(target, out_dir)
+    tmp = None
+    try:
+        inputs = resolve_inputs(source, fc, limit, progress, instruments, velocities)
+        if inputs.kind != fc.kind:
+            fc = from_dict(FeatureConfig, {**to_dict(fc), "kind": inputs.kind})
+        if inputs.kind == "mel" and fc.track_names != ["audio"]:
+            fc.track_names = ["audio"]
+        if not inputs.files:
+            raise BuildError(f"no input files for source {source}" + _reasons(inputs.skipped))
+        fp = fingerprint(inputs, fc)
 
-    manifest_loc = out.join(S.MANIFEST)
-    if manifest_loc.exists() and not force:
-        try:
-            old = manifest_loc.read_json()
-        except Exception:
-            old = {}
-        if old.get("input_fingerprint") == fp and all(out.join(s["path"]).exists() for s in old.get("shards", [])):
+        old, foreign = existing_build(target)
+        readable = bool(old) and old.get("format") == S.FORMAT
+        if readable and not force and old.get("input_fingerprint") == fp \
+                and all(target.join(s["path"]).exists() for s in old.get("shards", [])):
             return BuildResult(out.uri, old, no_op=True, seconds=time.time() - t0)
-        out.fs.delete_file(manifest_loc.path)  # from here on the directory is an unfinished build
+        if foreign:
+            more = ", ..." if len(foreign) > 3 else ""
+            raise BuildError(f"refusing to build into {out_dir}: it holds {len(foreign)} entries that are not part "
+                             f"of a musicgan data build ({', '.join(foreign[:3])}{more}), and a build replaces the "
+                             "whole folder; give a new or empty folder as --out")
+        if readable and not force:
+            diffs = config_differences(old, source, inputs.source_id, fc)
+            if diffs:
+                raise BuildError(f"{out_dir} holds a data build with a different config ({'; '.join(diffs)}); "
+                                 "pass --force to replace it, or give another --out")
 
+        tmp = _sibling(target, "build")
+        tmp.mkdirs()
+        manifest = _build_shards(tmp, source, inputs, fc, fp, files_per_shard, row_group_rows, t0)
+        tmp.join(S.MANIFEST).write_json_atomic(manifest)
+        swap_in(tmp, target)
+        tmp = None
+        return BuildResult(out.uri, manifest, no_op=False, seconds=time.time() - t0)
+    except BaseException:
+        if tmp is not None:
+            _remove_tree(tmp)
+        _remove_made(made)
+        raise
+
+
+def _build_shards(out: Location, source: str, inputs: Inputs, fc: FeatureConfig, fp: str, files_per_shard: int,
+                  row_group_rows: int, t0: float) -> dict:
+    """Run the Ray Data pipeline writing shards into ``out``; return the manifest (not yet written)."""
     import ray.data
 
     from musicgan.ray_utils import ensure_ray
@@ -375,6 +730,7 @@ def build(source: str, out_dir: str, fc: FeatureConfig, limit: int | None = None
         "feature_config": to_dict(fc),
         "feature_hash": fc.hash(),
         "input_fingerprint": fp,
+        "source_uri": inputs.source_id,
         "example_shape": fc.example_shape(),
         "labels": [inputs.label],
         # single-note audio: the pitches and instruments (index = the shards' instrument column)
@@ -399,14 +755,7 @@ def build(source: str, out_dir: str, fc: FeatureConfig, limit: int | None = None
         "build_seconds": round(time.time() - t0, 2),
         "created_unix": int(time.time()),
     }
-    # Shards of an earlier, different build that this one did not rewrite.
-    keep = {s["path"] for s in shard_list}
-    for path, _, _ in list_files(out, (".parquet",)):
-        name = posixpath.basename(path)
-        if name.startswith("shard-") and name not in keep and posixpath.dirname(path) == out.path:
-            out.fs.delete_file(path)
-    manifest_loc.write_json_atomic(manifest)
-    return BuildResult(out.uri, manifest, no_op=False, seconds=time.time() - t0)
+    return manifest
 
 
 def _reasons(skipped: list[dict], limit: int = 5) -> str:

@@ -46,12 +46,18 @@ def test_rebuild_is_a_no_op_and_force_rebuilds(bach_data):
     again = build("bach", out, FeatureConfig(), limit=24, files_per_shard=8, progress=False)
     assert again.no_op
     assert {p.name: p.stat().st_mtime_ns for p in Path(out).glob("shard-*.parquet")} == before
-    # a different feature config is a different build
-    changed = build("bach", out, FeatureConfig(hop_bars=2), limit=24, files_per_shard=8, progress=False)
+    # a different feature config is a different build: refused without force, naming the difference
+    with pytest.raises(BuildError, match=r"different config \(hop_bars 1 -> 2\).*--force"):
+        build("bach", out, FeatureConfig(hop_bars=2), limit=24, files_per_shard=8, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in Path(out).glob("shard-*.parquet")} == before
+    changed = build("bach", out, FeatureConfig(hop_bars=2), limit=24, files_per_shard=8, progress=False, force=True)
     assert not changed.no_op
     assert changed.manifest["counts"]["examples"] < bach_data.manifest["counts"]["examples"]
-    restored = build("bach", out, FeatureConfig(), limit=24, files_per_shard=8, progress=False)
+    assert S.load_manifest(out)["feature_config"]["hop_bars"] == 2
+    restored = build("bach", out, FeatureConfig(), limit=24, files_per_shard=8, progress=False, force=True)
     assert not restored.no_op and restored.manifest["counts"] == bach_data.manifest["counts"]
+    assert not [p for p in Path(out).parent.iterdir() if p.name.startswith(f".{Path(out).name}.")], \
+        "no temporary folder left beside the build"
 
 
 def test_shard_reader_decodes_what_the_files_hold(bach_data, bach_midi):
