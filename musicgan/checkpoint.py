@@ -127,8 +127,8 @@ def file_hashes(path: str | Path) -> dict[str, str]:
 
 def safe_relative(name: str) -> str:
     """A file name from a registry record: relative, inside the folder, no ``..``."""
-    parts = name.split("/")
-    if not isinstance(name, str) or not name or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+    if (not isinstance(name, str) or not name or name.startswith("/") or "\\" in name
+            or any(p in ("", ".", "..") for p in name.split("/"))):
         raise CheckpointError(f"registry record names the file {name!r}, which is not a plain relative path")
     return name
 

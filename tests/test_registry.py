@@ -194,7 +194,8 @@ def test_a_truncated_weight_file_is_never_promoted(tmp_path):
         registry.promote(run / "checkpoint_000006", str(reg), "m")
     search = tmp_path / "search"  # a search whose best trial's checkpoint is the damaged one
     search.mkdir()
-    (search / "best.json").write_text(json.dumps({"best": {"trial_id": "t1", "checkpoint": str(run / "checkpoint_000006")}}))
+    best = {"trial_id": "t1", "checkpoint": str(run / "checkpoint_000006")}
+    (search / "best.json").write_text(json.dumps({"best": best}))
     with pytest.raises(ckpt.CheckpointError, match="generator_ema.pt does not load"):
         registry.promote(search, str(reg), "m")
     truncate(run / "checkpoint_000003" / "optim_d.pt")
@@ -246,8 +247,9 @@ def test_racing_promoters_get_distinct_versions_and_latest_ends_on_the_highest(t
     assert sorted(got, key=lambda v: int(v[1:])) == [f"v{i}" for i in range(1, n + 1)]
     assert versions(reg) == [f"v{i}" for i in range(1, n + 1)]
     for v in versions(reg):
-        assert json.loads((reg / "m" / v / "model.json").read_text())["version"] == v
-        ckpt.verify_files(reg / "m" / v / "checkpoint", json.loads((reg / "m" / v / "model.json").read_text())["files_sha256"])
+        rec = json.loads((reg / "m" / v / "model.json").read_text())
+        assert rec["version"] == v
+        ckpt.verify_files(reg / "m" / v / "checkpoint", rec["files_sha256"])  # no two promoters' files mixed
     assert json.loads((reg / "m" / "latest").read_text()) == {"version": f"v{n}"}
 
 

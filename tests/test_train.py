@@ -112,7 +112,8 @@ def test_evaluate_needs_json_for_a_registry_version(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="registry version, which never changes: give --json"):
         report_path(version / "checkpoint", None)
     assert report_path(version / "checkpoint", str(tmp_path / "r.json")) == tmp_path / "r.json"
-    assert report_path(tmp_path / "run" / "checkpoint_000003", None) == tmp_path / "run" / "evaluation-checkpoint_000003.json"
+    beside = report_path(tmp_path / "run" / "checkpoint_000003", None)
+    assert beside == tmp_path / "run" / "evaluation-checkpoint_000003.json"
 
 
 def test_rerun_resumes_from_the_last_checkpoint(tiny_run, bach_data):
