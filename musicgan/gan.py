@@ -163,6 +163,11 @@ def train(gan: GAN, batches: Iterator[Batch], cfg: Config, on_step: Callable[[in
     return gan
 
 
+class SamplingError(ValueError):
+    """A request whose own parameters make its notes impossible to sample (e.g. a temperature so
+    low that the softened distribution is not finite). Its input is at fault, not the model."""
+
+
 @dataclass(frozen=True)
 class Request:
     """One caller's share of a batched forward: ``n`` phrases from its own seed."""
@@ -177,44 +182,63 @@ class Request:
 
 
 @torch.no_grad()
-def generate_many(g: nn.Module, requests: list[Request]) -> list[torch.Tensor]:
+def generate_many(g: nn.Module, requests: list[Request], return_exceptions: bool = False) -> list:
     """Binary rolls for several requests from ONE generator forward (what serving batches).
 
     Each request draws its latents and its sampling noise from its own ``torch.Generator(seed)``,
     so its output does not depend on what else is in the batch. Returns one
     ``[n, tracks, steps, pitches]`` bool tensor per request.
+
+    Sampling is per request. With ``return_exceptions`` a request whose sampling fails gets its
+    exception in its place in the list (a :class:`SamplingError` when its own parameters are at
+    fault) and the others still get their rolls; without it the first failure is raised.
     """
     g = unwrap(g)
     was_training = g.training
     g.eval()
-    gens, zs, zts, labels = [], [], [], []
-    for r in requests:
-        gen = torch.Generator().manual_seed(r.seed)
-        z, zt = g.sample_latents(r.n, generator=gen)
-        if r.phrases_per_sample > 1:  # every phrase of a sample keeps its first phrase's track latents
-            k = r.phrases_per_sample
-            zt = zt.view(r.n // k, k, *zt.shape[1:])[:, :1].expand(-1, k, -1, -1).reshape(zt.shape)
-        gens.append(gen)
-        zs.append(z)
-        zts.append(zt)
-        labels.append(torch.full((r.n,), 0 if r.label is None else r.label, dtype=torch.long))
-    lab = torch.cat(labels) if g.label is not None else None
-    logits = g.logits(torch.cat(zs), torch.cat(zts), lab)
-    out = []
-    for r, gen, part in zip(requests, gens, logits.split([r.n for r in requests])):
-        if g.output == "monophonic":
-            if r.temperature > 0:
-                probs = torch.softmax(part / r.temperature, -1)
-                idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=gen).view(probs.shape[:-1])
-            else:
-                idx = part.argmax(-1)
-            roll = torch.nn.functional.one_hot(idx, part.shape[-1])[..., : g.n_pitches]
+    try:
+        gens, zs, zts, labels = [], [], [], []
+        for r in requests:
+            gen = torch.Generator().manual_seed(r.seed)
+            z, zt = g.sample_latents(r.n, generator=gen)
+            if r.phrases_per_sample > 1:  # every phrase of a sample keeps its first phrase's track latents
+                k = r.phrases_per_sample
+                zt = zt.view(r.n // k, k, *zt.shape[1:])[:, :1].expand(-1, k, -1, -1).reshape(zt.shape)
+            gens.append(gen)
+            zs.append(z)
+            zts.append(zt)
+            labels.append(torch.full((r.n,), 0 if r.label is None else r.label, dtype=torch.long))
+        lab = torch.cat(labels) if g.label is not None else None
+        logits = g.logits(torch.cat(zs), torch.cat(zts), lab)
+        out: list = []
+        for r, gen, part in zip(requests, gens, logits.split([r.n for r in requests])):
+            try:
+                out.append(_sample(g, r, gen, part))
+            except Exception as e:
+                if not return_exceptions:
+                    raise
+                out.append(e)
+        return out
+    finally:
+        g.train(was_training)
+
+
+def _sample(g: nn.Module, r: Request, gen: torch.Generator, part: torch.Tensor) -> torch.Tensor:
+    """One request's rolls from its share of the logits."""
+    if g.output == "monophonic":
+        if r.temperature > 0:
+            probs = torch.softmax(part / r.temperature, -1)
+            if not torch.isfinite(probs).all():
+                raise SamplingError(f"temperature {r.temperature:g} is too low to sample at (the softened "
+                                    "distribution is not finite); use 0 for the most likely notes")
+            idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=gen).view(probs.shape[:-1])
         else:
-            probs = torch.sigmoid(part)
-            roll = (torch.rand(probs.shape, generator=gen) < probs) if r.temperature > 0 else probs > r.threshold
-        out.append(roll.bool())
-    g.train(was_training)
-    return out
+            idx = part.argmax(-1)
+        roll = torch.nn.functional.one_hot(idx, part.shape[-1])[..., : g.n_pitches]
+    else:
+        probs = torch.sigmoid(part)
+        roll = (torch.rand(probs.shape, generator=gen) < probs) if r.temperature > 0 else probs > r.threshold
+    return roll.bool()
 
 
 def generate(g: nn.Module, n: int, seed: int, labels: torch.Tensor | None = None, temperature: float = 0.0,

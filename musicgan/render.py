@@ -1,4 +1,9 @@
-"""Generated rolls -> things people use: MIDI (pretty_midi), pianoroll PNGs, WAV, and metric plots."""
+"""Generated rolls -> things people use: MIDI (pretty_midi), pianoroll PNGs, WAV, and metric plots.
+
+Figures use matplotlib's object API (``Figure`` + ``FigureCanvasAgg``), never pyplot: pyplot keeps
+global state (its figure registry, the current figure), so renders from several threads (the
+serving app's render pool) could mix. Each function here builds, draws and drops its own figure.
+"""
 
 from __future__ import annotations
 
@@ -31,10 +36,7 @@ def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None,
                   columns: int = 4) -> bytes:
     """A grid of phrases, one colour per track, barlines drawn; returns PNG bytes (and writes ``path``)."""
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
     from matplotlib.patches import Patch
 
     rolls = np.asarray(rolls) > 0
@@ -43,7 +45,8 @@ def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None,
     rows = (n + cols - 1) // cols
     fc = feature_config(data)
     steps, pitches = rolls.shape[2], rolls.shape[3]
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows + 0.6), squeeze=False)
+    fig = _figure((3.2 * cols, 2.4 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -52,7 +55,7 @@ def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None,
             continue
         img = np.ones((pitches, steps, 3))
         for t in range(rolls.shape[1]):
-            colour = matplotlib.colors.to_rgb(TRACK_COLOURS[t % len(TRACK_COLOURS)])
+            colour = to_rgb(TRACK_COLOURS[t % len(TRACK_COLOURS)])
             img[rolls[i, t].T] = colour
         ax.imshow(img, origin="lower", aspect="auto", interpolation="nearest")
         for b in range(1, steps // fc.steps_per_bar):
@@ -65,18 +68,25 @@ def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None,
     return _finish_png(fig, path, title, top=0.94)
 
 
-def _finish_png(fig, path: str | Path | None, title: str | None, top: float) -> bytes:
-    """Caption, lay out, render to PNG bytes, close; also write ``path`` when given."""
-    import io
+def _figure(figsize: tuple[float, float]):
+    """A figure with its own Agg canvas: no pyplot, no global figure registry, nothing to close."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _finish_png(fig, path: str | Path | None, title: str | None, top: float) -> bytes:
+    """Caption, lay out, render to PNG bytes; also write ``path`` when given."""
+    import io
 
     if title:
         fig.suptitle(title, y=0.02, fontsize=8)
     fig.tight_layout(rect=(0, 0.03, 1, top))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
     png = buf.getvalue()
     if path is not None:
         Path(path).write_bytes(png)
@@ -129,13 +139,9 @@ def write_samples(rolls: np.ndarray, data: dict, out_dir: str | Path, wav: bool 
 
 def metric_plot(rows: list[dict], keys: list[str], path: str | Path, title: str = "") -> None:
     """Lines of ``keys`` against ``step`` from a list of metric rows (the run's CSV)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = [k for k in keys if any(k in r for r in rows)]
-    fig, axes = plt.subplots(len(keys), 1, figsize=(6, 1.8 * max(len(keys), 1)), sharex=True, squeeze=False)
+    fig = _figure((6, 1.8 * max(len(keys), 1)))
+    axes = fig.subplots(max(len(keys), 1), 1, sharex=True, squeeze=False)
     for ax, k in zip(axes[:, 0], keys):
         pts = [(r["step"], r[k]) for r in rows if r.get(k) not in (None, "")]
         if pts:
@@ -148,7 +154,6 @@ def metric_plot(rows: list[dict], keys: list[str], path: str | Path, title: str 
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,17 +180,13 @@ def mel_png(mels: np.ndarray, data: dict, path: str | Path | None = None, titles
             title: str | None = None, columns: int = 4) -> bytes:
     """A grid of log-mel spectrograms (dB, time across, mel bands up); returns PNG bytes (and writes ``path``)."""
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     mels = np.asarray(mels, np.float32).reshape(len(mels), *np.asarray(mels).shape[-2:])
     fc = feature_config(data)
     n = len(mels)
     cols = min(columns, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.2 * rows + 0.4), squeeze=False)
+    fig = _figure((3.0 * cols, 2.2 * rows + 0.4))
+    axes = fig.subplots(rows, cols, squeeze=False)
     seconds = mels.shape[-1] * fc.hop_length / fc.sample_rate_hz
     for i, ax in enumerate(axes.flat):
         if i >= n:

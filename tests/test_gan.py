@@ -127,3 +127,19 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
     assert ckpt.find_latest(tmp_path) == path
     with pytest.raises(ckpt.CheckpointError, match="missing"):
         ckpt.read_meta(tmp_path / "checkpoint_000002")
+
+
+def test_one_request_that_cannot_be_sampled_does_not_fail_its_batch_mates():
+    """A temperature so low that softmax is NaN fails that request alone, with the project's own
+    SamplingError; the others in the same forward get exactly what they get alone."""
+    from musicgan.gan import Request, SamplingError, generate_many
+
+    gan, _ = tiny_gan()
+    good = [Request(2, seed=s, temperature=t) for s, t in ((1, 0.0), (2, 1.0), (3, 0.5))]
+    poisoned = Request(2, seed=4, temperature=1e-300)
+    out = generate_many(gan.g_ema, good[:2] + [poisoned] + good[2:], return_exceptions=True)
+    assert isinstance(out[2], SamplingError) and "temperature" in str(out[2])
+    for r, got in zip(good, out[:2] + out[3:]):
+        assert torch.equal(got, generate_many(gan.g_ema, [r])[0])
+    with pytest.raises(SamplingError):  # without return_exceptions the failure is raised
+        generate_many(gan.g_ema, [poisoned])
