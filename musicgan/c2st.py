@@ -6,6 +6,10 @@ The test is fair to both sides by construction:
 - the larger set is subsampled (under the seed) to the size of the smaller, so chance is 0.5;
 - stratified k-fold: the classifier is trained on k-1 folds and scored on the held-out fold, and the
   reported accuracy is over every phrase, each scored by a classifier that never saw it;
+- folds can keep groups together (``real_groups``: the source piece of each real phrase). Real
+  phrases are overlapping windows of a few held-out pieces; split at random, the classifier learns
+  those pieces by heart: Bach's own train phrases then score 0.75 against val (logistic; 0.89 with
+  the MLP), where folds by chorale give 0.50 (0.53);
 - features are standardised with the training folds' statistics only;
 - everything is deterministic under ``seed``.
 
@@ -25,9 +29,14 @@ per step (:func:`musicgan.metrics.voice_lines`); beats are quarter notes.
 6. **onset positions**: share of note onsets (all voices) at each step of the bar (``steps_per_bar``).
 
 Classifiers: ``logistic`` (default), L2-regularised logistic regression (penalty 1 on standardised
-features) fitted to its minimum by Newton's method, in numpy; ``mlp``, one hidden layer of 64 ReLU units with weight decay, trained full-batch
-with Adam in torch, for tells that are not linear in the features. Neither is tuned to win: a
-critic of the test can rerun it with the other one, or with a feature group alone (``groups``).
+features) fitted to its minimum by Newton's method, in numpy; ``mlp``, one hidden layer of 64 ReLU
+units with weight decay, trained full-batch with Adam in torch, for tells that are not linear in
+the features. Neither is tuned to win: a critic of the test can rerun it with the other one, or
+with a feature group alone (``groups``).
+
+Sensitivity on the ``bach`` build (621 val phrases against 621 train phrases, folds by chorale):
+moving 1% of the beats of each voice an octave away scores 0.58 (MLP 0.60), 3% scores 0.68 (0.69),
+every alto an octave away, or each voice's steps shuffled, 1.00.
 """
 
 from __future__ import annotations
