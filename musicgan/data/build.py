@@ -531,8 +531,14 @@ def existing_build(out: Location) -> tuple[dict | None, list[str]]:
 
     if not out.exists():
         return None, []
-    infos = out.fs.get_file_info(pafs.FileSelector(out.path, recursive=False))
-    names = [posixpath.basename(i.path) for i in infos]
+    try:
+        if out.is_local:
+            names = [_shown(n) for n in os.listdir(os.fsencode(out.path))]
+        else:
+            names = [posixpath.basename(i.path)
+                     for i in out.fs.get_file_info(pafs.FileSelector(out.path, recursive=False))]
+    except OSError as e:
+        raise BuildError(f"cannot list output {out.uri}: {str(e).splitlines()[0]}") from None
     foreign = sorted(n for n in names if not (n == S.MANIFEST or SHARD_NAME.fullmatch(n) or n.startswith(".")))
     old = None
     if S.MANIFEST in names:
@@ -543,6 +549,14 @@ def existing_build(out: Location) -> tuple[dict | None, list[str]]:
         if not isinstance(old, dict):
             old = {}
     return old, foreign
+
+
+def _up_to_date(old: dict, fp: str, out: Location) -> bool:
+    """The existing build has this fingerprint and every shard it lists (a cheap check: no shard is read)."""
+    try:
+        return old.get("input_fingerprint") == fp and all(out.join(s["path"]).exists() for s in old["shards"])
+    except (KeyError, TypeError, AttributeError):
+        return False
 
 
 def config_differences(old: dict, source: str, source_uri: str, fc: FeatureConfig) -> list[str]:
@@ -659,8 +673,7 @@ def build(source: str, out_dir: str, fc: FeatureConfig, limit: int | None = None
 
         old, foreign = existing_build(target)
         readable = bool(old) and old.get("format") == S.FORMAT
-        if readable and not force and old.get("input_fingerprint") == fp \
-                and all(target.join(s["path"]).exists() for s in old.get("shards", [])):
+        if readable and not force and _up_to_date(old, fp, target):
             return BuildResult(out.uri, old, no_op=True, seconds=time.time() - t0)
         if foreign:
             more = ", ..." if len(foreign) > 3 else ""

@@ -136,3 +136,17 @@ def test_mutated_real_midi_is_read_or_skipped(edits, cut):
     data = _mutate(REAL, edits, cut)
     assert _outcome(data, FC) in ("ok", "skipped")
     assert _outcome(data, FC_TRANSPOSED) in ("ok", "skipped")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_bach_chorales_are_read_or_skipped(bach_midi, data):
+    """The same edits on real chorales from the music21 corpus (converted to MIDI, as the build reads them)."""
+    original = data.draw(st.sampled_from(bach_midi[:6])).read_bytes()
+    n = len(original)
+    edits = data.draw(st.lists(st.one_of(
+        st.tuples(st.just("set"), st.integers(0, n - 1), st.integers(0, 255)),
+        st.tuples(st.just("insert"), st.integers(0, n), st.binary(min_size=1, max_size=8)),
+        st.tuples(st.just("delete"), st.integers(0, n - 1), st.integers(1, 16))), min_size=1, max_size=8))
+    cut = data.draw(st.none() | st.integers(0, n))
+    assert _outcome(_mutate(original, edits, cut), FC) in ("ok", "skipped")
