@@ -332,7 +332,8 @@ def add_serve_parser(sub) -> None:
         description=("Serve a generator: POST /v1/generate (MIDI, WAV, PNG, JSON, zip), GET /v1/model,\n"
                      "GET /healthz, the page at /, OpenAPI docs at /docs. Concurrent requests are batched\n"
                      "into one generator forward. --model takes a registry pointer (models/NAME/latest,\n"
-                     "followed when a new version is promoted), a version, a run or a checkpoint folder."),
+                     "followed when a new version is promoted), a version, a run or a checkpoint folder.\n"
+                     "Ctrl-C or SIGTERM lets the requests in flight finish, stops Serve and exits 0."),
         epilog="example:  musicgan serve --model models/bach/latest --port 8000")
     s.add_argument("--model", required=True, help="models/NAME/latest, models/NAME/vN, a run or checkpoint folder")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
