@@ -175,7 +175,8 @@ def add_train_parsers(sub) -> None:
                    help="audio models: instrument name, or 'all' for one set per instrument (default: walk them)")
     s.set_defaults(func=cmd_sample)
 
-    e = sub.add_parser("evaluate", help="compare a checkpoint's music with the data: a table, and JSON")
+    e = sub.add_parser("evaluate", help="compare a checkpoint's music with the data (metrics, voice leading, leaps, "
+                                        "register, C2ST; each with its target): a table, and JSON")
     e.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (its latest checkpoint)")
     e.add_argument("--data", required=True, help="the data build it was trained on")
     e.add_argument("--n", type=_positive, default=1000, help="phrases to generate (default 1000)")

@@ -32,28 +32,62 @@ from musicgan.model import build_for_data
 
 FETCH_STEPS = 8  # training batches taken from Ray Data per iterator round trip
 QUALITY_KEYS = ("QN", "UPC", "EB", "polyphony", "in_scale", "TD", "pitch_range")
+VOICE_KEYS = ("leap_semitones", "octave_leaps", "parallels_per_100", "crossing", "spacing")
+# generated / held-out, plotted in metrics.png (1 = as in the data)
+RATIO_KEYS = ("pitch_range", "leap_semitones", "octave_leaps", "parallels_per_100", "crossing", "spacing")
+
+
+def held_out(data_dir: str, max_rows: int) -> dict[str, np.ndarray]:
+    """The val split's phrases (``x``, bool) and their source pieces; all phrases when a tiny build
+    holds out fewer than 8."""
+    from musicgan.data.shards import ShardReader
+
+    val = ShardReader(data_dir, split="val").arrays(max_rows=max_rows)
+    if len(val["x"]) < 8:
+        val = ShardReader(data_dir, split=None).arrays(max_rows=max_rows)
+    return {"x": val["x"] > 0, "source": val["source"]}
 
 
 class Evaluator:
-    """Rank 0's view of the held-out data; turns a generator into a flat dict of metrics."""
+    """Rank 0's view of the held-out data; turns a generator into a flat dict of metrics.
 
-    def __init__(self, data_dir: str, data: dict, n_samples: int, max_real: int = 1000, max_train: int = 3000):
+    The same measures and targets as ``musicgan evaluate`` (:mod:`musicgan.evaluate`) on
+    ``eval_samples`` phrases: today's metrics, the voice measures, C2ST, the training set's floors,
+    and ``quality``, the search objective."""
+
+    def __init__(self, data_dir: str, data: dict, n_samples: int, max_real: int = 1000, max_train: int = 3000,
+                 fmd_untrained: float | None = None):
         from musicgan.data.shards import ShardReader
+        from musicgan.evaluate import Reference
 
-        self.data, self.n = data, n_samples
-        self.val = ShardReader(data_dir, split="val").arrays(max_rows=max_real)["x"] > 0
-        if len(self.val) < 8:  # tiny builds may hold out nothing: fall back to training phrases
-            self.val = ShardReader(data_dir, split=None).arrays(max_rows=max_real)["x"] > 0
-        self.train = ShardReader(data_dir, split="train").arrays(max_rows=max_train)["x"] > 0
+        self.data, self.n, self.fmd_untrained = data, n_samples, fmd_untrained
+        val = held_out(data_dir, max_real)
+        self.val = val["x"]
+        train = ShardReader(data_dir, split="train").arrays(max_rows=max_train)
+        self.train = train["x"] > 0
+        # All held-out phrases (up to max_real), not as many as generated: Bach's rare events (an octave
+        # leap in 1,500 leaps) need them. The floors use as many training phrases as generated ones.
+        self.reference = Reference(self.val, self.train, data["steps_per_bar"], data["pitch_low"],
+                                   data["track_names"], self.n, real_groups=val["source"], train_groups=train["source"])
 
     def __call__(self, g) -> tuple[dict[str, float], np.ndarray]:
         """Metrics of ``eval_samples`` phrases from ``g``, and those phrases."""
+        from musicgan.evaluate import judge
+
         fake = generate(g, self.n, seed=1234).numpy()
-        d = self.data
-        res = M.compare(fake, self.val[: max(self.n, 64)], self.train, d["steps_per_bar"], d["pitch_low"], d["track_names"])
-        out = {"FMD": res["FMD"], "diversity": res["diversity"], "copies": res["copies"]}
-        out.update({f"gen/{k}": res["generated"][k] for k in QUALITY_KEYS})
-        out.update({f"real/{k}": res["real"][k] for k in QUALITY_KEYS})
+        res = self.reference.measure(fake)
+        if self.fmd_untrained:
+            res["FMD_untrained"] = self.fmd_untrained
+            res["FMD_ratio"] = res["FMD"] / self.fmd_untrained
+        checks = judge(res)
+        out = {k: res.get(k) for k in ("FMD", "diversity", "copies", "FMD_floor", "FMD_floor_ratio",
+                                       "vertical_distance", "vertical_distance_floor", "quality")}
+        out["C2ST"], out["C2ST_floor"] = res["C2ST"].get("accuracy"), res["C2ST_floor"].get("accuracy")
+        out["targets_missed"] = sum(not c["ok"] for c in checks.values())
+        gen, real = res["generated"], res["real"]
+        out.update({f"gen/{k}": gen[k] for k in QUALITY_KEYS + VOICE_KEYS})
+        out.update({f"real/{k}": real[k] for k in QUALITY_KEYS + VOICE_KEYS})
+        out.update({f"ratio/{k}": gen[k] / real[k] if real[k] else None for k in RATIO_KEYS})
         return out, fake
 
 
@@ -142,7 +176,9 @@ class RunLog:
             metric_plot(self.rows, ["FMD", "diversity", "pitch_accuracy", "pitch_accuracy_real"],
                         self.dir / "metrics.png", "metrics")
             return
-        metric_plot(self.rows, ["FMD", "diversity", "gen/QN", "gen/UPC", "copies"], self.dir / "metrics.png", "metrics")
+        metric_plot(self.rows, ["quality", "targets_missed", "FMD", "C2ST", "diversity", "copies", "gen/QN", "gen/UPC",
+                                *(f"ratio/{k}" for k in RATIO_KEYS), "vertical_distance"], self.dir / "metrics.png",
+                    "metrics (ratio/*: generated / held-out)")
 
 
 def _threads(cfg: Config) -> int:
@@ -219,7 +255,8 @@ def train_func(config: dict) -> None:
             evaluator = AudioEvaluator(config["data_dir"], data, cfg.train.eval_samples,
                                        pitch_clips=min(64, cfg.train.eval_samples))
         else:
-            evaluator = Evaluator(config["data_dir"], data, cfg.train.eval_samples)
+            evaluator = Evaluator(config["data_dir"], data, cfg.train.eval_samples,
+                                  fmd_untrained=config.get("untrained_fmd"))
         log = RunLog(run_dir, data, gan.step)
         with (run_dir / "events.jsonl").open("a") as f:  # one line per worker-group start: restarts are visible
             f.write(json.dumps({"event": "start", "time": time.time(), "step": gan.step, "world_size": world,
@@ -242,6 +279,7 @@ def train_func(config: dict) -> None:
             if fmd_untrained:
                 report["FMD_untrained"] = fmd_untrained
                 report["FMD_ratio"] = quality["FMD"] / fmd_untrained
+            report = {k: v for k, v in report.items() if v is not None}  # Tune and the CSV take numbers
             log.log(step, report)
             log.samples(step, fake)
             log.plots()
@@ -250,9 +288,12 @@ def train_func(config: dict) -> None:
                       f"pitch accuracy {quality.get('pitch_accuracy', float('nan')):.2f} "
                       f"(training clips {quality.get('pitch_accuracy_real', float('nan')):.2f})", flush=True)
             else:
-                print(f"[musicgan] eval @ {step}: FMD {quality['FMD']:.3f}  diversity {quality['diversity']:.2f}  "
-                      f"QN {quality['gen/QN']:.2f} (real {quality['real/QN']:.2f})  "
-                      f"UPC {quality['gen/UPC']:.2f} (real {quality['real/UPC']:.2f})", flush=True)
+                c2st = quality["C2ST"]
+                print(f"[musicgan] eval @ {step}: quality {quality['quality']:.2f} ({quality['targets_missed']} "
+                      f"targets missed)  FMD {quality['FMD']:.3f}  C2ST {'-' if c2st is None else f'{c2st:.2f}'}  "
+                      f"diversity {quality['diversity']:.2f}  leap {quality['gen/leap_semitones']:.2f} "
+                      f"(real {quality['real/leap_semitones']:.2f})  range {quality['gen/pitch_range']:.1f} "
+                      f"(real {quality['real/pitch_range']:.1f})", flush=True)
         if step % t.checkpoint_every_steps == 0 or last:
             name = f"checkpoint_{step:06d}"
             if rank == 0:
@@ -277,9 +318,8 @@ def untrained_fmd(cfg: Config, data: dict, data_dir: str) -> float:
 
         fake = generate_grid(g, data, cfg.train.eval_samples, seed=1234)[0].numpy()
         return AM.mel_fd(fake, ShardReader(data_dir, split=None).arrays(max_rows=1000)["x"])
-    ev = Evaluator(data_dir, data, cfg.train.eval_samples, max_train=0)
     fake = generate(g, cfg.train.eval_samples, seed=1234).numpy()
-    real = ev.val[: max(cfg.train.eval_samples, 64)]
+    real = held_out(data_dir, 1000)["x"]  # as Evaluator's
     return M.frechet_distance(M.statistics_vector(fake, data["steps_per_bar"], data["pitch_low"]),
                               M.statistics_vector(real, data["steps_per_bar"], data["pitch_low"]))
 
@@ -371,10 +411,14 @@ def summary_text(result, run_dir: str) -> str:
             lines.append(f"  next         musicgan sample --checkpoint {run} --pitch 60 --instrument all "
                          f"--out {run / 'samples' / 'final'}")
             return "\n".join(lines)
-        lines.append(f"  step {last['step']}: FMD {f('FMD')} (untrained {f('FMD_untrained')}), diversity "
-                     f"{f('diversity')}, copies {f('copies')}")
-        lines.append("  metric       " + "  ".join(f"{k:>9}" for k in QUALITY_KEYS))
-        lines.append("  generated    " + "  ".join(f"{f('gen/' + k):>9}" for k in QUALITY_KEYS))
-        lines.append("  held-out     " + "  ".join(f"{f('real/' + k):>9}" for k in QUALITY_KEYS))
+        lines.append(f"  step {last['step']}: FMD {f('FMD')} (untrained {f('FMD_untrained')}, training "
+                     f"{f('FMD_floor')}), diversity {f('diversity')}, copies {f('copies')}, C2ST {f('C2ST')}")
+        lines.append(f"  quality      {f('quality')} (the search objective; 0 = every target met), "
+                     f"{last.get('targets_missed') or '-'} targets missed")
+        for keys in (QUALITY_KEYS, VOICE_KEYS):
+            names = [k.replace("_semitones", "").replace("_per_100", "") for k in keys]
+            lines.append("  metric       " + "  ".join(f"{k:>9}" for k in names))
+            lines.append("  generated    " + "  ".join(f"{f('gen/' + k):>9}" for k in keys))
+            lines.append("  held-out     " + "  ".join(f"{f('real/' + k):>9}" for k in keys))
     lines.append(f"  next         musicgan sample --checkpoint {run} --n 8 --out {run / 'samples' / 'final'}")
     return "\n".join(lines)

@@ -49,8 +49,14 @@ def test_two_worker_run_writes_checkpoints_metrics_and_samples(tiny_run):
         assert meta["data"]["example_shape"] == [4, 64, 48]
     rows = csv_rows(run)
     assert [int(r["step"]) for r in rows] == [3, 6]
-    for key in ("FMD", "diversity", "copies", "gen/QN", "real/QN", "FMD_untrained", "d_loss", "g_loss"):
+    for key in ("FMD", "diversity", "copies", "gen/QN", "real/QN", "FMD_untrained", "d_loss", "g_loss",
+                # the voice measures, C2ST and the search objective, at every evaluation
+                "gen/leap_semitones", "real/leap_semitones", "gen/pitch_range", "gen/octave_leaps",
+                "gen/parallels_per_100", "gen/crossing", "real/crossing", "gen/spacing", "ratio/leap_semitones",
+                "vertical_distance", "vertical_distance_floor", "FMD_floor", "C2ST", "C2ST_floor", "quality",
+                "targets_missed"):
         assert rows[-1][key] != "", key
+    assert 0.0 <= float(rows[-1]["C2ST"]) <= 1.0 and float(rows[-1]["quality"]) > 0  # 6 steps: far from Bach
     assert (run / "samples" / "step_000006" / "pianoroll.png").stat().st_size > 1000
     assert list((run / "samples" / "step_000006").glob("*.mid"))
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
@@ -83,9 +89,18 @@ def test_evaluate_prints_a_table_and_writes_json(tiny_run, bach_data, tmp_path):
     r = cli("evaluate", "--checkpoint", str(run), "--data", bach_data.out, "--n", "64", "--json", str(out))
     assert r.returncode == 0, r.stderr
     assert "QN" in r.stdout and "FMD / untrained" in r.stdout
+    for label in ("leap", "leaps>8ve", "parallels", "crossing", "spacing", "range", "C2ST accuracy",
+                  "vertical intervals", "quality (the search objective"):
+        assert label in r.stdout, label
     report = json.loads(out.read_text())
-    assert report["step"] == 6 and set(report["checks"]) >= {"QN", "UPC", "EB", "TD", "FMD_ratio", "diversity", "copies"}
-    assert report["metrics"]["FMD_untrained"] > 0
+    assert report["step"] == 6
+    assert set(report["checks"]) >= {"QN", "UPC", "EB", "TD", "FMD_ratio", "diversity", "copies", "leap_semitones",
+                                     "pitch_range", "octave_leaps", "parallels_per_100", "crossing", "spacing",
+                                     "vertical_distance", "C2ST"}
+    m = report["metrics"]
+    assert m["FMD_untrained"] > 0 and m["FMD_floor"] > 0 and m["quality"] > 0
+    assert 0.0 <= m["C2ST"]["accuracy"] <= 1.0 and m["C2ST"]["folds"] >= 2  # folds by held-out chorale
+    assert report["checks"]["crossing"]["target"] == "<= 2x held-out" and not report["passed"]
 
 
 def test_evaluate_never_writes_into_the_checkpoint(tiny_run, bach_data):
