@@ -32,7 +32,7 @@ from tests.serving.conftest import Http, free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-FUZZ_EXAMPLES = 500  # per operation; about 600 requests in all, 15 s here
+FUZZ_EXAMPLES = 1000  # per operation and phase: about 1,150 requests in all, 30 s here
 START_TIMEOUT_S = 240
 
 
@@ -81,7 +81,8 @@ def test_schemathesis_finds_no_server_error_no_slow_answer_and_no_accepted_inval
     Checks: ``not_a_server_error`` (no 5xx at all: a sequential run never fills the replica, so
     not even a 503), ``max_response_time`` (the request timeout), ``negative_data_rejection``
     (whatever the schema rules out, wrong types included, gets a 4xx). Fixed seed: a failure
-    reproduces with the command it prints.
+    reproduces with the command it prints. (On the code before strict types, this run finds
+    ``{"temperature": true, "seed": false}`` accepted with a 200.)
     """
     cmd = [str(Path(sys.executable).with_name("schemathesis")), "run", server.base + "/openapi.json",
            "--checks", "not_a_server_error,negative_data_rejection", "--max-response-time", str(REQUEST_TIMEOUT_S),
@@ -91,7 +92,7 @@ def test_schemathesis_finds_no_server_error_no_slow_answer_and_no_accepted_inval
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     generated = int(run.stdout.split(" generated")[0].split()[-1])
-    assert generated >= 300, run.stdout[-2000:]  # it really sent requests (the three operations)
+    assert generated >= 1000, run.stdout[-2000:]  # it really sent requests (the three operations)
     assert "No issues found" in run.stdout, run.stdout[-3000:]
 
 
