@@ -50,6 +50,10 @@ def replica_context():
     mp.setattr(serve, "get_replica_context", lambda: CONTEXT)
     yield CONTEXT
     mp.undo()
+    pending = asyncio.all_tasks(LOOP)  # the replicas' batch queues
+    for task in pending:
+        task.cancel()
+    LOOP.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 @pytest.fixture(scope="module")

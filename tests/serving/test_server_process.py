@@ -52,7 +52,8 @@ def server(registry_root, tmp_path_factory):
     try:
         while time.time() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"musicgan serve exited with {proc.returncode}:\n{(logs / 'stderr.txt').read_text()[-3000:]}")
+                stderr = (logs / "stderr.txt").read_text()[-3000:]
+                pytest.fail(f"musicgan serve exited with {proc.returncode}:\n{stderr}")
             if "serving until" in (logs / "stdout.txt").read_text():
                 break
             time.sleep(0.5)
