@@ -8,6 +8,26 @@ used. PBT clones trials through *Tune* checkpoints, which that callback does not
 under PBT a small callback hands ``(metrics, checkpoint)`` to the trial function, which reports
 both to Tune itself (see :func:`_run_pbt_segment`).
 
+The objective (``--objective``), lower is better, reported at every evaluation:
+
+- ``quality`` (the default for pianoroll models): the composite of :mod:`musicgan.evaluate`, the
+  same targets as the ``musicgan evaluate`` table, on the trial's ``eval_samples`` phrases::
+
+      quality = log2(max(1, FMD / FMD_floor)) + sum over targets t of excess_t
+
+  ``FMD_floor`` is FMD between as many training phrases and the held-out phrases (the data's own
+  noise). ``excess_t`` is how many doublings (log2) a measure lies beyond its target, 0 when met:
+  leap, range and today's metrics within 15% of held-out; octave leaps, parallel fifths/octaves,
+  crossing and spacing at most 2x held-out; vertical-interval distance at most 2x the training
+  phrases'; C2ST accuracy at most 0.85 (on the margin above chance 0.5); diversity at least 0.8;
+  copies under 1%. 0 = every target met with FMD at the floor.
+- ``FMD``: the Frechet music-statistics distance alone, as before (the only one for audio models;
+  ``auto`` picks it for them). FMD stays in the results table either way, and the summary names
+  the trial FMD alone would have promoted, with both trials' voice measures.
+
+Promotion (``--promote``, ``musicgan promote --from RUN``) takes best.json's ``best``: the best
+trial by the objective.
+
 Layout of a search run directory::
 
     RUN/search.json          what was asked (space, base config, scheduler): a re-run must match
@@ -32,7 +52,8 @@ from musicgan.config import Config, ConfigError, from_dict, to_dict
 
 DRIVER_CPUS = 0.1  # a trial's own actor; the default 1 CPU starves its Train workers (FIELD-NOTES)
 DATA_CPUS = 0.25  # Ray Data read/decode tasks of a trial: fractions fit beside the Train workers
-METRIC, MODE = "FMD", "min"
+MODE = "min"
+OBJECTIVES = ("auto", "quality", "FMD")
 PBT_KEYS = ("optim.lr_g", "optim.lr_d")
 
 
@@ -61,6 +82,22 @@ class SearchSpec:
     reduction_factor: float = 2.0
     perturb_steps: int = 0
     """PBT: steps between perturbations (0 = two evaluation intervals)."""
+    objective: str = "auto"
+    """``quality`` (the composite of musicgan.evaluate), ``FMD``, or ``auto``: quality for pianoroll
+    models, FMD for spectrogram models (which have no voice measures)."""
+
+
+def objective_metric(spec: SearchSpec, cfg: Config) -> str:
+    """The reported key that trials are ranked, stopped and promoted by."""
+    if spec.objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {spec.objective!r}; use {', '.join(OBJECTIVES)}")
+    audio = cfg.model.family == "spectrogram"
+    if spec.objective == "auto":
+        return "FMD" if audio else "quality"
+    if spec.objective == "quality" and audio:
+        raise ConfigError("the quality objective needs voice measures, which spectrogram models do not have; "
+                          "use --objective FMD")
+    return spec.objective
 
 
 def base_config(spec: SearchSpec) -> Config:
@@ -207,7 +244,7 @@ def make_scheduler(spec: SearchSpec, cfg: Config, params):
     raise ConfigError(f"unknown scheduler {spec.scheduler!r}; use asha, pbt or none")
 
 
-def make_searcher(spec: SearchSpec, concurrency: int):
+def make_searcher(spec: SearchSpec, concurrency: int, metric: str = "quality"):
     """The search algorithm, limited to ``concurrency`` trials at once."""
     if spec.searcher == "random":
         from ray.tune.search import BasicVariantGenerator
@@ -224,7 +261,7 @@ def make_searcher(spec: SearchSpec, concurrency: int):
         try:
             from ray.tune.search import ConcurrencyLimiter
 
-            return ConcurrencyLimiter(OptunaSearch(metric=METRIC, mode=MODE, seed=spec.seed), concurrency)
+            return ConcurrencyLimiter(OptunaSearch(metric=metric, mode=MODE, seed=spec.seed), concurrency)
         except (AssertionError, ImportError, RuntimeError):
             raise ConfigError("--searcher tpe needs Optuna: pip install optuna (or pip install -e '.[tune]')") from None
     raise ConfigError(f"unknown searcher {spec.searcher!r}; use random or tpe")
@@ -236,8 +273,9 @@ def _check_same_search(run: Path, spec: SearchSpec, space_text: str) -> None:
         return
     old = json.loads(saved.read_text())
     now = _spec_record(spec, space_text)
+    old.setdefault("objective", "FMD")  # searches before the objective could be chosen ranked by FMD
     diff = [k for k in ("data_dir", "space_text", "trials", "scheduler", "searcher", "preset", "overrides",
-                        "workers_per_trial", "seed") if old.get(k) != now.get(k)]
+                        "workers_per_trial", "seed", "objective") if old.get(k) != now.get(k)]
     if diff:
         raise ConfigError(f"{run} holds a search with other settings ({', '.join(diff)}); use another --run-dir "
                           "or the same arguments to resume it")
@@ -260,6 +298,7 @@ def run_search(spec: SearchSpec, progress: bool = True):
     from tuning.space import load_space
 
     cfg = base_config(spec)
+    metric = objective_metric(spec, cfg)
     params = load_space(spec.space, cfg)
     manifest = load_manifest(spec.data_dir)
     if spec.trials < 1:
@@ -273,8 +312,8 @@ def run_search(spec: SearchSpec, progress: bool = True):
                                                 indent=2))
     ensure_ray()
     concurrency, why = fit_concurrency(cfg, spec.max_concurrent)
-    print(f"tune: {spec.trials} trials of {cfg.train.total_steps} steps, scheduler {spec.scheduler}, "
-          f"searcher {spec.searcher}, {concurrency} at a time ({why}), "
+    print(f"tune: {spec.trials} trials of {cfg.train.total_steps} steps, objective {metric}, scheduler "
+          f"{spec.scheduler}, searcher {spec.searcher}, {concurrency} at a time ({why}), "
           f"data {manifest['counts']['train_examples']} training phrases")
     for p in params:
         print(f"  {p.key:24s} {p.describe()}")
@@ -292,15 +331,16 @@ def run_search(spec: SearchSpec, progress: bool = True):
         tuner = tune.Tuner(
             trainable,
             param_space={p.key: p.to_tune() for p in params},
-            tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, num_samples=spec.trials, scheduler=scheduler,
-                                        search_alg=make_searcher(spec, concurrency)),
+            tune_config=tune.TuneConfig(metric=metric, mode=MODE, num_samples=spec.trials, scheduler=scheduler,
+                                        search_alg=make_searcher(spec, concurrency, metric)),
             run_config=tune.RunConfig(
                 name="tune", storage_path=str(run), verbose=1 if progress else 0,
                 failure_config=tune.FailureConfig(max_failures=1),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if spec.scheduler == "pbt" else None)),
         )
     grid = tuner.fit()
-    rows = results.rows_from_grid(grid, [p.key for p in params], cfg.train.total_steps, trials_dir=run / "trials")
+    rows = results.rows_from_grid(grid, [p.key for p in params], cfg.train.total_steps, trials_dir=run / "trials",
+                                  metric=metric)
     best = results.write_all(rows, run, [p.key for p in params], cfg.train.total_steps,
                              manifest_hash=manifest.get("feature_hash"))
     return rows, best
@@ -331,6 +371,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grace-steps", type=int, default=0, help="ASHA: steps before a trial can be stopped")
     p.add_argument("--reduction-factor", type=float, default=2.0, help="ASHA: keep 1/this of trials per rung")
     p.add_argument("--perturb-steps", type=int, default=0, help="PBT: steps between perturbations")
+    p.add_argument("--objective", choices=list(OBJECTIVES), default="auto",
+                   help="what trials are ranked, stopped and promoted by (lower is better): quality, the "
+                        "composite of the evaluate targets and FMD over its train-vs-val floor; FMD alone; "
+                        "auto [default]: quality for pianoroll models, FMD for audio models")
     p.add_argument("--promote", default=None, metavar="NAME",
                    help="after the search, promote the best checkpoint into the registry under NAME")
     p.add_argument("--registry", default="models", help="model registry folder or URI (default ./models)")
@@ -339,9 +383,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 DESCRIPTION = (
     "Search the GAN's hyperparameters with Ray Tune. Each trial trains with Ray Train (one or more\n"
-    "workers) and reports the Frechet music-statistics distance (FMD, lower is better) at every\n"
-    "evaluation; ASHA stops poor trials early, PBT perturbs learning rates. Re-running the same\n"
-    "command resumes an interrupted search; finished trials are not run again.\n\n"
+    "workers) and reports its objective (lower is better) at every evaluation: by default `quality`,\n"
+    "how far it is from every target of `musicgan evaluate` (voice leading, leaps, register, C2ST,\n"
+    "...) in doublings, plus FMD over the data's own train-vs-val floor; or FMD alone\n"
+    "(--objective FMD). ASHA stops poor trials early, PBT perturbs learning rates. Re-running the\n"
+    "same command resumes an interrupted search; finished trials are not run again.\n\n"
     "The space is a YAML file of dotted config keys, each with one sampler:\n"
     "  optim.lr_g: {loguniform: [2.0e-4, 3.0e-3]}\n"
     "  loss.critic_steps: {choice: [1, 2, 3]}\n"
@@ -357,7 +403,8 @@ def spec_from_args(args) -> SearchSpec:
                       scheduler=args.scheduler, searcher=args.searcher, preset=args.preset,
                       overrides=list(args.overrides), workers_per_trial=args.workers_per_trial,
                       max_concurrent=args.max_concurrent, seed=args.seed, grace_steps=args.grace_steps,
-                      reduction_factor=args.reduction_factor, perturb_steps=args.perturb_steps)
+                      reduction_factor=args.reduction_factor, perturb_steps=args.perturb_steps,
+                      objective=args.objective)
 
 
 def command(args) -> int:

@@ -51,20 +51,23 @@ def test_asha_stops_at_least_one_trial_early(search):
         # the stop reaches the run a little after the result that caused it: counted as cost
         steps = [int(row["step"]) for row in csv.DictReader((trial / "metrics.csv").open())]
         assert r.steps <= max(steps) == r.steps_trained < 12
-        # ASHA stopped it because another trial had done better at the same rung
+        # ASHA stopped it because another trial had done better at the same rung, by the objective
         others = [f for o in rows if o is not r for s, f in o.history if s == r.steps]
-        assert others and r.fmd > min(others)
+        assert others and r.objective > min(others)
     for r in completed:
         assert r.steps == r.steps_trained == 12 and [s for s, _ in r.history] == [3, 6, 9, 12]
 
 
-def test_results_are_sorted_and_best_is_the_lowest_fmd(search):
+def test_results_are_sorted_and_best_is_the_lowest_objective(search):
     run, rows, best = search
     table = list(csv.DictReader((run / "results.csv").open()))
-    fmd = [float(r["FMD"]) for r in table]
-    assert fmd == sorted(fmd) and table[0]["trial_id"] == best.trial_id
-    assert best.fmd == min(r.fmd for r in rows)
-    assert {"optim.lr_g", "model.output", "status", "steps"} <= set(table[0])
+    quality = [float(r["quality"]) for r in table]  # the default objective of a pianoroll search
+    assert quality == sorted(quality) and table[0]["trial_id"] == best.trial_id
+    assert best.metric == "quality" and best.objective == min(r.objective for r in rows)
+    assert all(r["FMD"] not in ("", "-") for r in table)  # FMD stays in the table
+    assert {"optim.lr_g", "model.output", "status", "steps", "C2ST", "leap", "crossing", "parallels"} <= set(table[0])
+    by_fmd = json.loads((run / "best.json").read_text())["best_by_FMD"]
+    assert by_fmd["fmd"] == min(r.fmd for r in rows)
     assert (run / "objective.png").stat().st_size > 5000
     assert (run / "results.md").read_text().count("\n") == 6
     assert json.loads((run / "best.json").read_text())["best"]["trial_id"] == best.trial_id
@@ -75,6 +78,7 @@ def test_best_checkpoint_is_promoted_and_loads(search, tmp_path):
     record = registry.promote(run, str(tmp_path / "models"), "bach-tiny")
     assert record["version"] == "v1" and record["provenance"]["trial_id"] == best.trial_id
     assert record["provenance"]["search_run"] == str(run) and record["metrics"]["FMD"] == pytest.approx(best.fmd)
+    assert record["metrics"]["quality"] == pytest.approx(best.objective)  # promoted by the objective
     assert record["config"]["optim"]["lr_g"] == pytest.approx(best.params["optim.lr_g"])
     path, rec = registry.resolve(str(tmp_path / "models" / "bach-tiny" / "latest"))
     g, cfg, data, meta = ckpt.load_generator(path)
@@ -135,3 +139,26 @@ def test_killed_search_resumes_without_rerunning_finished_trials(bach_data, tmp_
     assert registered_steps(second)[-1] == 9
     table = list(csv.DictReader((run / "results.csv").open()))
     assert sorted(r["trial_id"] for r in table) == sorted([finished.name, second.name])
+
+
+def test_the_objective_is_quality_for_pianoroll_fmd_for_audio_and_fmd_on_request(tmp_path):
+    from musicgan.config import ConfigError
+    from musicgan.presets import load_preset
+    from tuning.search import _check_same_search, objective_metric
+
+    spec = SearchSpec(data_dir=str(tmp_path), space="s.yaml", run_dir=str(tmp_path))
+    assert objective_metric(spec, load_preset("cpu-tiny")) == "quality"
+    assert objective_metric(spec, load_preset("audio-tiny")) == "FMD"
+    spec.objective = "FMD"
+    assert objective_metric(spec, load_preset("cpu-tiny")) == "FMD"
+    spec.objective = "quality"
+    with pytest.raises(ConfigError, match="voice measures.*--objective FMD"):
+        objective_metric(spec, load_preset("audio-tiny"))
+    # a search saved before the objective could be chosen ranked by FMD: resuming it by quality is refused
+    spec.objective = "auto"
+    record = {k: v for k, v in vars(spec).items() if k != "objective"}
+    (tmp_path / "search.json").write_text(json.dumps(record | {"data_dir": str(tmp_path.resolve()), "space_text": ""}))
+    with pytest.raises(ConfigError, match=r"other settings \(objective\)"):
+        _check_same_search(tmp_path, spec, "")
+    spec.objective = "FMD"
+    _check_same_search(tmp_path, spec, "")
