@@ -389,6 +389,8 @@ def _check_same_run(run: Path, cfg: Config, data: dict) -> None:
 
 def summary_text(result, run_dir: str) -> str:
     """The one-screen summary at the end of ``musicgan train``."""
+    from musicgan.evaluate import PERCENT
+
     run = Path(run_dir)
     last = {}
     if (run / "metrics.csv").exists():
@@ -415,10 +417,15 @@ def summary_text(result, run_dir: str) -> str:
                      f"{f('FMD_floor')}), diversity {f('diversity')}, copies {f('copies')}, C2ST {f('C2ST')}")
         lines.append(f"  quality      {f('quality')} (the search objective; 0 = every target met), "
                      f"{last.get('targets_missed') or '-'} targets missed")
+        def v(k):  # the rare-event rates as percentages, as in the evaluate table
+            if k.split("/")[1] not in PERCENT or last.get(k) in (None, ""):
+                return f(k)
+            return f"{float(last[k]):.2%}"
+
+        short = {"leap_semitones": "leap", "octave_leaps": "8ve_leaps", "parallels_per_100": "parallels"}
         for keys in (QUALITY_KEYS, VOICE_KEYS):
-            names = [k.replace("_semitones", "").replace("_per_100", "") for k in keys]
-            lines.append("  metric       " + "  ".join(f"{k:>9}" for k in names))
-            lines.append("  generated    " + "  ".join(f"{f('gen/' + k):>9}" for k in keys))
-            lines.append("  held-out     " + "  ".join(f"{f('real/' + k):>9}" for k in keys))
+            lines.append("  metric       " + "  ".join(f"{short.get(k, k):>9}" for k in keys))
+            lines.append("  generated    " + "  ".join(f"{v('gen/' + k):>9}" for k in keys))
+            lines.append("  held-out     " + "  ".join(f"{v('real/' + k):>9}" for k in keys))
     lines.append(f"  next         musicgan sample --checkpoint {run} --n 8 --out {run / 'samples' / 'final'}")
     return "\n".join(lines)

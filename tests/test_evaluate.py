@@ -178,3 +178,22 @@ def test_training_time_plot_shows_the_new_measures(tmp_path, monkeypatch):
         RATIO_KEYS)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     log.tb.close()
+
+
+def test_training_summary_shows_the_objective_and_the_voice_measures(tmp_path):
+    from musicgan.train import summary_text
+
+    row = {"step": 200, "FMD": 0.5, "FMD_untrained": 9.6, "FMD_floor": 0.015, "diversity": 0.9, "copies": 0.0,
+           "C2ST": 0.97, "quality": 14.2, "targets_missed": 6}
+    row |= {f"gen/{k}": 2 * v for k, v in BACH.items()} | {f"real/{k}": v for k, v in BACH.items()}
+    (tmp_path / "metrics.csv").write_text(",".join(row) + "\n" + ",".join(str(v) for v in row.values()) + "\n")
+
+    class Result:
+        error = checkpoint = None
+
+    lines = summary_text(Result(), str(tmp_path)).splitlines()
+    assert "C2ST 0.970" in lines[2] and "training 0.015" in lines[2]
+    assert lines[3].startswith("  quality      14.200") and "6 targets missed" in lines[3]
+    voice = next(i for i, line in enumerate(lines) if line.split()[1:3] == ["leap", "8ve_leaps"])
+    assert lines[voice + 1].split()[1:] == ["5.180", "0.13%", "0.840", "1.62%", "0.80%"]
+    assert lines[voice + 2].split()[1:] == ["2.590", "0.07%", "0.420", "0.81%", "0.40%"]
