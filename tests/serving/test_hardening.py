@@ -50,10 +50,14 @@ def replica_context():
     mp.setattr(serve, "get_replica_context", lambda: CONTEXT)
     yield CONTEXT
     mp.undo()
-    pending = asyncio.all_tasks(LOOP)  # the replicas' batch queues
+    pending = asyncio.all_tasks(LOOP)  # the batch queue's task
     for task in pending:
         task.cancel()
     LOOP.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    # @serve.batch keeps its queue in the decorator (one per class, built on first call, meant to
+    # be built inside a replica process). Drop the one these tests built: with it, the class could
+    # not be pickled, and later deployments in this pytest process would fail.
+    replica_class().forward.set_max_batch_size.__self__._queue = None
 
 
 @pytest.fixture(scope="module")
