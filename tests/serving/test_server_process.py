@@ -75,7 +75,7 @@ def server(registry_root, tmp_path_factory):
 # --- 1. schema-driven fuzzing ---------------------------------------------------------------------
 
 
-def test_schemathesis_finds_no_server_error_no_slow_answer_and_no_accepted_invalid_body(server):
+def test_schemathesis_finds_no_server_error_no_slow_answer_and_no_accepted_invalid_body(server, tmp_path):
     """schemathesis' own runner (its CLI, as in CI), from the server's ``/openapi.json``:
     boundary cases (coverage phase) and random positive and negative bodies (fuzzing phase).
 
@@ -90,7 +90,7 @@ def test_schemathesis_finds_no_server_error_no_slow_answer_and_no_accepted_inval
            "--max-examples", str(FUZZ_EXAMPLES), "--seed", "11", "--phases", "examples,coverage,fuzzing",
            "--generation-database", "none", "--request-timeout", str(REQUEST_TIMEOUT_S + 30),
            "--continue-on-failure", "--no-color"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)  # (its cache goes there)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     generated = int(run.stdout.split(" generated")[0].split()[-1])
     assert generated >= 1000, run.stdout[-2000:]  # it really sent requests (the three operations)
