@@ -75,13 +75,16 @@ def find_source(source: str | os.PathLike) -> tuple[Path, dict]:
     src = Path(source)
     best_json = src / "best.json"
     if best_json.exists():  # a search run: its best trial's checkpoint
-        best = json.loads(best_json.read_text()).get("best")
+        record = json.loads(best_json.read_text())
+        best = record.get("best")
         if not best or not best.get("checkpoint"):
             raise RegistryError(f"{src} is a search without a usable trial; nothing to promote")
         ckpt = Path(best["checkpoint"])
         search = json.loads((src / "search.json").read_text()) if (src / "search.json").exists() else {}
         prov = {"search_run": str(src.resolve()), "trial_id": best["trial_id"], "params": best.get("params"),
-                "data_dir": search.get("data_dir"), "objective": {"FMD": best.get("fmd")}}
+                "data_dir": search.get("data_dir"),
+                "objective": {record.get("metric") or "FMD": best.get("objective", best.get("fmd")),
+                              "FMD": best.get("fmd")}}
     else:
         ckpt = find_latest(src)
         prov = {"search_run": None, "trial_id": None}

@@ -79,6 +79,8 @@ def test_best_checkpoint_is_promoted_and_loads(search, tmp_path):
     assert record["version"] == "v1" and record["provenance"]["trial_id"] == best.trial_id
     assert record["provenance"]["search_run"] == str(run) and record["metrics"]["FMD"] == pytest.approx(best.fmd)
     assert record["metrics"]["quality"] == pytest.approx(best.objective)  # promoted by the objective
+    assert record["provenance"]["objective"] == {"quality": pytest.approx(best.objective),
+                                                 "FMD": pytest.approx(best.fmd)}
     assert record["config"]["optim"]["lr_g"] == pytest.approx(best.params["optim.lr_g"])
     path, rec = registry.resolve(str(tmp_path / "models" / "bach-tiny" / "latest"))
     g, cfg, data, meta = ckpt.load_generator(path)
