@@ -225,6 +225,19 @@ class ModelConfig:
     """The generator renders ``steps_per_bar / time_upsample`` steps per bar and holds each for
     ``time_upsample`` steps. 2 = an eighth-note resolution on the 16-step grid: every generated note
     lasts at least an eighth (Bach's chorales have under 3% shorter notes), and G does half the work."""
+    harmony_head: bool = True
+    """G adds one pitch-class logit per step, shared by every track and octave (all voices lean
+    towards one chord). Octave-blind: it favours a pitch class in every register alike."""
+    voice_register: bool = False
+    """G adds a learned logit per track and pitch: each voice's register (False in checkpoints
+    from before it existed)."""
+    leap_prior: bool = False
+    """G decodes each voice one rendered step after another, adding a learned logit per leap size
+    (semitones from the step before) to each step: a voice's next note depends on its last
+    (monophonic output only; False in checkpoints from before it existed)."""
+    critic_register: bool = False
+    """The critic gets a register stream: each voice's absolute pitch per step, not only its
+    pitch class, contour and intervals (False in checkpoints from before it existed)."""
 
 
 @dataclass
@@ -235,6 +248,13 @@ class LossConfig:
     """Critic (discriminator) updates per generator update."""
     gp_weight: float = 10.0
     """Gradient-penalty weight (wgan-gp only)."""
+    voice_stats_weight: float = 0.0
+    """Weight of a feature-matching term in G's loss (Salimans et al., 2016): the L1 distance
+    between the real and the generated batch's voice statistics (each voice's pitch histogram, its
+    step-to-step intervals, and adjacent voices' signed distances). 0 = off."""
+    parallels_weight: float = 0.0
+    """Weight of a term in G's loss: the gap, per 100 voice-pair transitions, between the generated
+    and the real batch's rates of parallel fifths and octaves (mean over voice pairs). 0 = off."""
     aux_weight: float = 1.0
     """Weight of the auxiliary classifier's cross-entropy (spectrogram family, AC-GAN): the critic
     learns to name the pitch and instrument of real clips, and G is pushed to make clips it names right."""
@@ -307,6 +327,15 @@ class Config:
             raise ConfigError(f"loss.kind must be 'wgan-gp' or 'hinge', not {self.loss.kind!r}")
         if self.loss.critic_steps < 1:
             raise ConfigError("loss.critic_steps must be at least 1")
+        if self.model.leap_prior and (self.model.family != "pianoroll" or self.model.output != "monophonic"):
+            raise ConfigError("model.leap_prior needs the pianoroll family with monophonic output (one pitch "
+                              "per voice and step)")
+        for name in ("voice_stats_weight", "parallels_weight"):
+            weight = getattr(self.loss, name)
+            if weight < 0:
+                raise ConfigError(f"loss.{name} must be at least 0, not {weight}")
+            if weight > 0 and self.model.family != "pianoroll":
+                raise ConfigError(f"loss.{name} compares voices: it needs the pianoroll family")
         if self.train.precision not in ("fp32", "bf16"):
             raise ConfigError(f"train.precision must be 'fp32' or 'bf16', not {self.train.precision!r}")
         for name in ("total_steps", "batch_size_per_worker", "num_workers", "checkpoint_every_steps",

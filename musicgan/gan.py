@@ -1,6 +1,9 @@
 """The GAN loop, pure PyTorch: no Ray import, testable on a CPU with a tiny model.
 
 Each phase is a function returning ``dict[str, float]``: :func:`critic_step`, :func:`generator_step`.
+G's loss may add two terms measured against the last real batch: feature matching on the voices'
+statistics (:func:`voice_statistics`, ``loss.voice_stats_weight``) and the gap in parallel fifths and
+octaves (:func:`parallel_rates`, ``loss.parallels_weight``).
 :func:`train` runs them for a number of generator steps and reports through a callback, so the same
 loop runs under Ray Train (where the callback calls ``ray.train.report``), in a plain process, or
 in a test.
@@ -99,9 +102,77 @@ def critic_step(gan: GAN, real: torch.Tensor, labels: torch.Tensor | None, cfg: 
     return out
 
 
+def voice_statistics(x: torch.Tensor, max_interval: int = 12) -> list[torch.Tensor]:
+    """Batch-mean histograms of a roll ``[B, tracks, steps, pitches]``, differentiable through a
+    straight-through roll: each track's pitches ``[tracks, P]``; each track's step-to-step intervals
+    ``[tracks, 2 m + 2]`` (-m..m semitones between consecutive sounding steps, then leaps beyond m,
+    then a share of pairs with a rest); adjacent tracks' signed distances (upper minus lower)
+    ``[tracks - 1, 3 m + 3]`` (-m..2m, then below and above). Each histogram sums to 1."""
+    x = x.float()
+    b, t, s, p = x.shape
+    m = max_interval
+
+    def shifted(a, c, k):  # sum over pitch of a[pitch] * c[pitch + k]
+        if k >= 0:
+            return (a[..., : p - k] * c[..., k:]).sum(-1) if k < p else a.sum(-1) * 0
+        return (a[..., -k:] * c[..., : p + k]).sum(-1) if -k < p else a.sum(-1) * 0
+
+    pitches = x.sum(2) / x.sum((2, 3)).clamp_min(1.0)[..., None]
+    stats = [pitches.mean(0)]
+    a, c = x[:, :, :-1], x[:, :, 1:]
+    both = a.sum(-1) * c.sum(-1)                                            # [B, t, s-1]
+    near = torch.stack([shifted(a, c, k) for k in range(-m, m + 1)], -1)   # [B, t, s-1, 2m+1]
+    steps = torch.cat([near, (both - near.sum(-1))[..., None], (1 - both)[..., None]], -1)
+    stats.append(steps.mean((0, 2)))
+    if t > 1:
+        upper, lower = x[:, :-1], x[:, 1:]
+        both = upper.sum(-1) * lower.sum(-1)
+        # signed distance d = upper - lower: upper[pitch] * lower[pitch - d] = lower[q] * upper[q + d]
+        near = torch.stack([shifted(lower, upper, k) for k in range(-m, 2 * m + 1)], -1)
+        below = sum(shifted(lower, upper, k) for k in range(-p + 1, -m)) if p > m + 1 else both * 0
+        above = both - near.sum(-1) - below
+        pairs = torch.cat([below[..., None], near, above[..., None]], -1)   # [B, t-1, s, 3m+3]
+        stats.append((pairs / both.sum((0, 2))[None, :, None, None].clamp_min(1.0)).sum((0, 2)))
+    return stats
+
+
+def voice_stats_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Feature matching on :func:`voice_statistics`: the summed L1 distances, averaged per track."""
+    with torch.no_grad():
+        target = voice_statistics(real)
+    return sum((f - r).abs().sum(-1).mean() for f, r in zip(voice_statistics(fake), target))
+
+
+def parallel_rates(x: torch.Tensor, beat_steps: int) -> torch.Tensor:
+    """Per voice pair, the share of consecutive-beat transitions (both voices sounding) that are
+    parallel fifths or octaves: both voices move the same way and their interval class (the upper
+    voice's pitch class minus the lower's) is 7 at both beats, or 0 at both. As in
+    :mod:`musicgan.metrics`, but differentiable through a straight-through roll (the upper voice is
+    taken to stay above). ``[pairs]``."""
+    x = x.float()[:, :, ::beat_steps]                                       # [B, t, beats, P]
+    b, t, n, p = x.shape
+    chroma = x.reshape(b, t, n, p // 12, 12).sum(3)
+    below = torch.cumsum(x, -1) - x                                         # mass strictly below each pitch
+    a, c = x[:, :, :-1], x[:, :, 1:]
+    up = (c * below[:, :, :-1]).sum(-1)                                    # [B, t, n-1]: moved up
+    down = (c * (a.sum(-1, keepdim=True) - below[:, :, :-1] - a)).sum(-1)  # moved down
+    sounding = x.sum(-1)
+    rates = []
+    for i in range(t):
+        for j in range(i + 1, t):
+            fifth = (chroma[:, i] * torch.roll(chroma[:, j], 7, -1)).sum(-1)   # j's class = i's - 7
+            octave = (chroma[:, i] * chroma[:, j]).sum(-1)
+            perfect = fifth[:, :-1] * fifth[:, 1:] + octave[:, :-1] * octave[:, 1:]
+            parallel = perfect * (up[:, i] * up[:, j] + down[:, i] * down[:, j])
+            both = sounding[:, i, :-1] * sounding[:, j, :-1] * sounding[:, i, 1:] * sounding[:, j, 1:]
+            rates.append(parallel.sum() / both.sum().clamp_min(1.0))
+    return torch.stack(rates) if rates else x.new_zeros(0)
+
+
 def generator_step(gan: GAN, batch_size: int, labels: torch.Tensor | None, cfg: Config,
-                   device: torch.device) -> dict[str, float]:
-    """One generator update against the current critic."""
+                   device: torch.device, real: torch.Tensor | None = None) -> dict[str, float]:
+    """One generator update against the current critic (and, with ``loss.voice_stats_weight``, the
+    voice statistics of the ``real`` batch)."""
     d = unwrap(gan.d)
     d.requires_grad_(False)
     try:
@@ -111,6 +182,19 @@ def generator_step(gan: GAN, batch_size: int, labels: torch.Tensor | None, cfg: 
             score, aux = _critic(d, fake, labels)
             loss = -score.mean()
             out = {}
+            if cfg.loss.voice_stats_weight > 0 and real is not None:
+                vs = voice_stats_loss(fake, real)
+                loss = loss + cfg.loss.voice_stats_weight * vs
+                out["voice_stats"] = vs.item()
+            if cfg.loss.parallels_weight > 0 and real is not None:
+                beat = unwrap(gan.g).steps_per_bar // 4
+                with torch.no_grad():
+                    target = parallel_rates(real, beat)
+                rates = parallel_rates(fake, beat)
+                # per 100 transitions, as the metric reports them
+                par = 100 * (rates - target).abs().mean()
+                loss = loss + cfg.loss.parallels_weight * par
+                out["parallels_gap_per_100"] = par.item()
             if aux is not None and labels is not None:  # AC-GAN: make clips the critic names as asked
                 ac = aux_loss(aux, labels)
                 loss = loss + cfg.loss.aux_weight * ac
@@ -156,7 +240,7 @@ def train(gan: GAN, batches: Iterator[Batch], cfg: Config, on_step: Callable[[in
             real, labels = next(batches)
             for k, v in critic_step(gan, real, labels, cfg).items():
                 sums[k] = sums.get(k, 0.0) + v / cfg.loss.critic_steps
-        sums.update(generator_step(gan, real.shape[0], labels, cfg, device))
+        sums.update(generator_step(gan, real.shape[0], labels, cfg, device, real=real))
         ema_update(gan.g_ema, gan.g, cfg.optim.ema_decay)
         gan.step += 1
         on_step(gan.step, sums)
@@ -226,15 +310,19 @@ def generate_many(g: nn.Module, requests: list[Request], return_exceptions: bool
 def _sample(g: nn.Module, r: Request, gen: torch.Generator, part: torch.Tensor) -> torch.Tensor:
     """One request's rolls from its share of the logits."""
     if g.output == "monophonic":
-        if r.temperature > 0:
-            probs = torch.softmax(part / r.temperature, -1)
-            if not torch.isfinite(probs).all():
-                raise SamplingError(f"temperature {r.temperature:g} is too low to sample at (the softened "
-                                    "distribution is not finite); use 0 for the most likely notes")
-            idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=gen).view(probs.shape[:-1])
-        else:
-            idx = part.argmax(-1)
-        roll = torch.nn.functional.one_hot(idx, part.shape[-1])[..., : g.n_pitches]
+        def pick(logits: torch.Tensor) -> torch.Tensor:
+            if r.temperature > 0:
+                probs = torch.softmax(logits / r.temperature, -1)
+                if not torch.isfinite(probs).all():
+                    raise SamplingError(f"temperature {r.temperature:g} is too low to sample at (the softened "
+                                        "distribution is not finite); use 0 for the most likely notes")
+                idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=gen).view(probs.shape[:-1])
+            else:
+                idx = logits.argmax(-1)
+            return torch.nn.functional.one_hot(idx, logits.shape[-1])
+
+        # with a leap prior each step's logits depend on the step before: decoded one step at a time
+        roll = (g.decode(part, pick) if getattr(g, "leap_logits", None) is not None else pick(part))[..., : g.n_pitches]
     else:
         probs = torch.sigmoid(part)
         roll = (torch.rand(probs.shape, generator=gen) < probs) if r.temperature > 0 else probs > r.threshold

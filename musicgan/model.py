@@ -10,12 +10,17 @@ Generator (MuseGAN's hybrid model, made compact for CPUs):
 - ``monophonic`` output: per track and step a softmax over pitches plus a rest, made one-hot with a
   straight-through estimator (forward: hard; backward: the softmax's gradient), so the critic sees
   the same kind of roll as the data. ``binary`` output thresholds sigmoids the same way.
+- options (each off by default, so older checkpoints' configs rebuild the model they were trained
+  with; the ``cpu`` preset turns the first two on): ``voice_register``, a learned logit per voice
+  and pitch; ``leap_prior``, each voice decoded one rendered step after another with a learned
+  logit per leap size from the step before (:meth:`Generator.decode`), so a note depends on the
+  last one instead of being chosen independently at every step; ``harmony`` (on), the chroma head.
 
 Critic: a pitch-time stream (tracks as channels), a chroma stream (pitch classes, which carry the
 harmony), an onset stream, a contour stream (each voice's pitch and motion) and an interval stream
 (the interval class between every pair of voices at every step), joined per bar and then over the
-phrase. No batch norm (WGAN-GP
-penalises per-sample gradients). Labels enter by projection (Miyato & Koyama, 2018).
+phrase; with ``register``, also a register stream (each voice's absolute pitch per step). No batch
+norm (WGAN-GP penalises per-sample gradients). Labels enter by projection (Miyato & Koyama, 2018).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+LEAP_SCALE = 4.0
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -52,10 +60,13 @@ def straight_through_threshold(logits: torch.Tensor, threshold: float = 0.5) -> 
 class Generator(nn.Module):
     def __init__(self, n_tracks: int, n_bars: int, steps_per_bar: int, n_pitches: int, latent_dim: int = 64,
                  track_latent_dim: int = 16, channels: int = 128, n_labels: int = 1, label_dim: int = 16,
-                 output: str = "monophonic", time_upsample: int = 1):
+                 output: str = "monophonic", time_upsample: int = 1, harmony: bool = True,
+                 voice_register: bool = False, leap_prior: bool = False):
         super().__init__()
         if steps_per_bar % (4 * time_upsample) or n_pitches % 12:
             raise ValueError("the generator needs steps_per_bar divisible by 4 * time_upsample and pitches by 12")
+        if leap_prior and output != "monophonic":
+            raise ValueError("leap_prior needs monophonic output (one pitch per track and step)")
         self.n_tracks, self.n_bars, self.steps_per_bar, self.n_pitches = n_tracks, n_bars, steps_per_bar, n_pitches
         self.time_upsample = time_upsample
         self.gen_steps = steps_per_bar // time_upsample  # steps per bar the network renders
@@ -86,9 +97,20 @@ class Generator(nn.Module):
         self.rest_head = nn.Conv2d(c // 4, n_tracks, (1, 3 * self.p0))           # one rest logit per step
         # harmony head: one pitch-class (chroma) logit vector per step, shared by every track and
         # every octave, so all voices lean towards the same chord
-        self.harmony_head = nn.Conv2d(c // 4, 12, (1, 3 * self.p0))
+        self.harmony_head = nn.Conv2d(c // 4, 12, (1, 3 * self.p0)) if harmony else None
         # pitch class of each output pitch, relative to the lowest (the harmony head learns the offset)
         self.register_buffer("pitch_classes", torch.arange(n_pitches) % 12, persistent=False)
+        n_out = n_pitches + (1 if output == "monophonic" else 0)
+        # a learned logit per track and pitch (and rest): each voice's register, which the
+        # translation-equivariant pitch convolutions can only reach through their input features
+        self.register_bias = nn.Parameter(torch.zeros(n_tracks, n_out)) if voice_register else None
+        # a learned logit per track and leap size (0..pitches-1 semitones from the previous rendered
+        # step's pitch): the notes of a voice are decoded one step after another, each choice
+        # biased by the one before it (see :meth:`decode`)
+        self.leap_logits = nn.Parameter(torch.zeros(n_tracks, n_pitches)) if leap_prior else None
+        if leap_prior:
+            p = torch.arange(n_pitches)
+            self.register_buffer("leap_index", (p[:, None] - p[None, :]).abs(), persistent=False)
 
     def logits(self, z: torch.Tensor, z_tracks: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Pre-activation output ``[B, tracks, steps, pitches (+1 rest if monophonic)]``."""
@@ -103,11 +125,14 @@ class Generator(nn.Module):
         h = self.fc(per_bar).view(b * self.n_bars, -1, self.t0, self.p0)
         h = self.body(h)  # [B*bars, c/4, gen_steps, pitches/4]
         pitch = self.pitch_head(h)  # [B*bars, tracks, gen_steps, pitches]
-        harmony = self.harmony_head(h).squeeze(3).transpose(1, 2)  # [B*bars, gen_steps, 12]
-        pitch = pitch + harmony[:, None, :, self.pitch_classes]
+        if self.harmony_head is not None:
+            harmony = self.harmony_head(h).squeeze(3).transpose(1, 2)  # [B*bars, gen_steps, 12]
+            pitch = pitch + harmony[:, None, :, self.pitch_classes]
         if self.output == "monophonic":
             rest = self.rest_head(h)  # [B*bars, tracks, gen_steps, 1]
             pitch = torch.cat([pitch, rest], 3)
+        if self.register_bias is not None:
+            pitch = pitch + self.register_bias[:, None]
         if self.time_upsample > 1:  # hold each rendered step
             pitch = pitch.repeat_interleave(self.time_upsample, dim=2)
         # [B, bars, tracks, steps_per_bar, P] -> [B, tracks, bars*steps_per_bar, P]
@@ -118,8 +143,35 @@ class Generator(nn.Module):
         """A roll the critic can take: hard values forward, soft gradients backward."""
         logits = self.logits(z, z_tracks, labels)
         if self.output == "monophonic":
+            if self.leap_logits is not None:
+                return self.decode(logits, straight_through_onehot)[..., : self.n_pitches]
             return straight_through_onehot(logits)[..., : self.n_pitches]
         return straight_through_threshold(logits)
+
+    def leap_bias(self, previous: torch.Tensor) -> torch.Tensor:
+        """``[B, tracks, pitches + 1]`` logits added to a step given the step before it, one-hot
+        ``previous`` (a rest before, or a rest now, adds nothing). A one-hot row times the table adds
+        exact zeros to one entry, so the result does not depend on the batch."""
+        # x4: Adam moves a parameter about lr a step; this lets the prior reach several logits in a cpu run
+        table = LEAP_SCALE * self.leap_logits[:, self.leap_index]                # [tracks, from, to]
+        table = F.pad(table, (0, 1, 0, 1))                                      # the rest row and column
+        return torch.einsum("btq,tqp->btp", previous.to(table.dtype), table)
+
+    def decode(self, logits: torch.Tensor, pick) -> torch.Tensor:
+        """One-hot rolls from :meth:`logits` with the leap prior, one rendered step after another:
+        ``pick(step logits [B, tracks, P+1]) -> one-hot`` (straight-through in training, argmax or a
+        seeded draw when sampling) sees each step's logits plus :meth:`leap_bias` of the step before."""
+        u = self.time_upsample
+        rendered = logits[:, :, ::u]
+        chosen, previous = [], None
+        for s in range(rendered.shape[2]):
+            step = rendered[:, :, s]
+            if previous is not None:
+                step = step + self.leap_bias(previous)
+            previous = pick(step)
+            chosen.append(previous)
+        out = torch.stack(chosen, 2)
+        return out.repeat_interleave(u, dim=2) if u > 1 else out
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None, device=None):
         z = torch.randn(n, self.latent_dim, generator=generator, device=device)
@@ -129,7 +181,7 @@ class Generator(nn.Module):
 
 class Critic(nn.Module):
     def __init__(self, n_tracks: int, n_bars: int, steps_per_bar: int, n_pitches: int, channels: int = 128,
-                 n_labels: int = 1):
+                 n_labels: int = 1, register: bool = False):
         super().__init__()
         c = max(channels // 2, 8)
         self.n_bars, self.steps_per_bar, self.n_pitches = n_bars, steps_per_bar, n_pitches
@@ -171,7 +223,13 @@ class Critic(nn.Module):
             for a in range(12):
                 shift[k, a, (a + k) % 12] = 1
         self.register_buffer("shift", shift, persistent=False)
-        joined = 2 * c + c + c // 2 + c // 2 + (c if self.pairs else 0)
+        # register stream: every voice's absolute pitch at every step (tracks x pitches as channels),
+        # so a voice an octave out of its range is one beat-long kernel away
+        self.register = nn.Sequential(
+            nn.Conv1d(n_tracks * n_pitches, c, beat, beat), act,
+            nn.Conv1d(c, c, 4, 4), act,
+        ) if register else None
+        joined = 2 * c + c + c // 2 + c // 2 + (c if self.pairs else 0) + (c if register else 0)
         self.phrase = nn.Sequential(nn.Conv1d(joined, 2 * c, 1), act, nn.Conv1d(2 * c, 2 * c, n_bars), act)
         self.out = nn.Linear(2 * c, 1)
         self.embed = nn.Embedding(n_labels, 2 * c) if n_labels > 1 else None
@@ -196,6 +254,8 @@ class Critic(nn.Module):
             # amount of pitch class a in track i times pitch class a+k in track j, summed over a
             iv = torch.einsum("npsa,kac,npsc->npks", ci, self.shift, cj)        # [B, pairs, 12, steps]
             streams.append(self.intervals(iv.reshape(b, -1, steps)))
+        if self.register is not None:
+            streams.append(self.register(x.permute(0, 1, 3, 2).reshape(b, t * p, steps)))
         h = self.phrase(torch.cat(streams, 1)).squeeze(2)                        # [B, 2c]
         score = self.out(h).squeeze(1)
         if self.embed is not None and labels is not None:
@@ -209,8 +269,11 @@ def build_models(model_cfg, example_shape: list[int], bars: int, n_labels: int) 
     steps_per_bar = steps // bars
     g = Generator(n_tracks, bars, steps_per_bar, n_pitches, latent_dim=model_cfg.latent_dim,
                   track_latent_dim=model_cfg.track_latent_dim, channels=model_cfg.channels, n_labels=n_labels,
-                  label_dim=model_cfg.label_dim, output=model_cfg.output, time_upsample=model_cfg.time_upsample)
-    d = Critic(n_tracks, bars, steps_per_bar, n_pitches, channels=model_cfg.channels, n_labels=n_labels)
+                  label_dim=model_cfg.label_dim, output=model_cfg.output, time_upsample=model_cfg.time_upsample,
+                  harmony=model_cfg.harmony_head, voice_register=model_cfg.voice_register,
+                  leap_prior=model_cfg.leap_prior)
+    d = Critic(n_tracks, bars, steps_per_bar, n_pitches, channels=model_cfg.channels, n_labels=n_labels,
+               register=model_cfg.critic_register)
     return g, d
 
 

@@ -57,3 +57,27 @@ def test_import_musicgan_does_not_import_ray():
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cpu_preset_turns_on_the_voice_fixes_and_defaults_keep_the_old_model():
+    from musicgan.config import Config
+    from musicgan.presets import load_preset
+
+    cpu = load_preset("cpu")
+    assert cpu.model.leap_prior and cpu.model.voice_register and cpu.model.critic_register
+    assert cpu.loss.voice_stats_weight > 0
+    old = Config()  # what an old checkpoint's config without these keys becomes
+    assert not (old.model.leap_prior or old.model.voice_register or old.model.critic_register)
+    assert old.model.harmony_head and old.loss.voice_stats_weight == 0 and old.loss.parallels_weight == 0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.output=binary", "model.leap_prior=true"], "leap_prior needs"),
+    (["loss.voice_stats_weight=-1"], "at least 0"),
+    (["model.family=spectrogram", "loss.parallels_weight=1"], "pianoroll family"),
+])
+def test_voice_options_are_validated(overrides, message):
+    from musicgan.config import Config
+
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(Config(), overrides).validate()
