@@ -39,6 +39,11 @@ RAY="${RAY:-$(dirname "$0")/../.venv/bin/ray}"
 # Job drivers start from the head's environment: the `musicgan` next to this `ray` must be on PATH.
 export PATH="$(cd "$(dirname "$RAY")" && pwd):$PATH"
 
+free_port() {  # a loopback port nothing listens on now
+  "$(dirname "$RAY")/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' \
+    2>/dev/null || python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 wait_nodes() {  # wait until the cluster reports $1 alive nodes
   local want="$1" deadline=$((SECONDS + 90))
   while [ $SECONDS -lt $deadline ]; do
@@ -112,11 +117,14 @@ case "$cmd" in
     mkdir -p "$DIR/shared"
     echo "$(date +%s%N)-$$-$RANDOM$RANDOM" >"$DIR/cluster-id"
     echo "$PORT $DPORT $WORKERS" >"$DIR/ports"
-    start_node head --head --port="$PORT" --dashboard-host=127.0.0.1 --dashboard-port="$DPORT" --num-cpus=0
+    # Each node's dashboard agent on a free port: Ray's default (52365) is taken by any other Ray on
+    # the machine (a test session's, a notebook's), and a head without its agent takes no jobs.
+    start_node head --head --port="$PORT" --dashboard-host=127.0.0.1 --dashboard-port="$DPORT" --num-cpus=0 \
+      --dashboard-agent-listen-port="$(free_port)"
     wait_nodes 1
     for i in $(seq 1 "$WORKERS"); do
       RAY_AUTH_MODE=token start_node "w$i" --address="127.0.0.1:$PORT" --num-cpus="$CPUS" \
-        --resources="{\"node_w$i\": 1}"
+        --resources="{\"node_w$i\": 1}" --dashboard-agent-listen-port="$(free_port)"
     done
     wait_nodes $((WORKERS + 1))
     echo "cluster up: head + $WORKERS workers x $CPUS CPU"
