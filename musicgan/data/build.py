@@ -10,8 +10,8 @@ A build is fingerprinted by its feature config and its inputs (path, size, mtime
 an identical fingerprint does nothing.
 
 Nothing is written into ``--out`` itself until the new build is complete: shards and manifest
-go to a temporary folder beside it (``.NAME.build-XXXXXXXX``, same parent, so the final rename is
-atomic), which then takes ``--out``'s place; the old build stays whole until that moment, and a
+go to a temporary folder beside it (``.NAME.build-`` and 8 random hex digits, in the same parent,
+so the final rename is atomic), which then takes ``--out``'s place; the old build stays whole until that moment, and a
 failed build removes its temporary folder (and any parent folders it made). A build with another
 source or feature config does not replace an existing one unless forced.
 
