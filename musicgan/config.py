@@ -255,6 +255,10 @@ class LossConfig:
     parallels_weight: float = 0.0
     """Weight of a term in G's loss: the gap, per 100 voice-pair transitions, between the generated
     and the real batch's rates of parallel fifths and octaves (mean over voice pairs). 0 = off."""
+    vertical_weight: float = 0.0
+    """Weight of a term in G's loss: the total-variation distance between the generated and the real
+    batch's vertical interval classes (per voice pair, at quarter-note beats; the measure
+    ``vertical_distance`` of :mod:`musicgan.metrics`). 0 = off."""
     aux_weight: float = 1.0
     """Weight of the auxiliary classifier's cross-entropy (spectrogram family, AC-GAN): the critic
     learns to name the pitch and instrument of real clips, and G is pushed to make clips it names right."""
@@ -330,7 +334,7 @@ class Config:
         if self.model.leap_prior and (self.model.family != "pianoroll" or self.model.output != "monophonic"):
             raise ConfigError("model.leap_prior needs the pianoroll family with monophonic output (one pitch "
                               "per voice and step)")
-        for name in ("voice_stats_weight", "parallels_weight"):
+        for name in ("voice_stats_weight", "parallels_weight", "vertical_weight"):
             weight = getattr(self.loss, name)
             if weight < 0:
                 raise ConfigError(f"loss.{name} must be at least 0, not {weight}")

@@ -1,9 +1,10 @@
 """The GAN loop, pure PyTorch: no Ray import, testable on a CPU with a tiny model.
 
 Each phase is a function returning ``dict[str, float]``: :func:`critic_step`, :func:`generator_step`.
-G's loss may add two terms measured against the last real batch: feature matching on the voices'
+G's loss may add three terms measured against the last real batch: feature matching on the voices'
 statistics (:func:`voice_statistics`, ``loss.voice_stats_weight``) and the gap in parallel fifths and
-octaves (:func:`parallel_rates`, ``loss.parallels_weight``).
+octaves (:func:`parallel_rates`, ``loss.parallels_weight``), and the gap in vertical interval classes
+(:func:`vertical_histograms`, ``loss.vertical_weight``).
 :func:`train` runs them for a number of generator steps and reports through a callback, so the same
 loop runs under Ray Train (where the callback calls ``ray.train.report``), in a plain process, or
 in a test.
@@ -169,6 +170,23 @@ def parallel_rates(x: torch.Tensor, beat_steps: int) -> torch.Tensor:
     return torch.stack(rates) if rates else x.new_zeros(0)
 
 
+def vertical_histograms(x: torch.Tensor, beat_steps: int) -> torch.Tensor:
+    """Per voice pair (all pairs, upper voice first), the distribution of the interval class (the
+    upper voice's pitch class minus the lower's, mod 12) over quarter-note beats where both sound.
+    As :func:`musicgan.metrics.vertical_interval_histograms`, but differentiable through a
+    straight-through roll (the upper voice is taken to stay above). ``[pairs, 12]``."""
+    x = x.float()[:, :, ::beat_steps]
+    b, t, n, p = x.shape
+    chroma = x.reshape(b, t, n, p // 12, 12).sum(3)                        # [B, t, beats, 12]
+    joint = torch.einsum("binc,bjnd->ijcd", chroma, chroma)                 # [t, t, 12, 12] class pairs
+    classes = torch.arange(12, device=x.device)
+    lower = (classes[None, :] - classes[:, None]) % 12                     # [k, c]: c - k
+    i, j = torch.triu_indices(t, t, 1, device=x.device)
+    pair = joint[i, j]                                                      # [pairs, 12 upper, 12 lower]
+    hist = pair[:, classes[None, :].expand(12, 12), lower].sum(-1)          # [pairs, k]
+    return hist / hist.sum(-1, keepdim=True).clamp_min(1.0)
+
+
 def generator_step(gan: GAN, batch_size: int, labels: torch.Tensor | None, cfg: Config,
                    device: torch.device, real: torch.Tensor | None = None) -> dict[str, float]:
     """One generator update against the current critic (and, with ``loss.voice_stats_weight``, the
@@ -195,6 +213,13 @@ def generator_step(gan: GAN, batch_size: int, labels: torch.Tensor | None, cfg: 
                 par = 100 * (rates - target).abs().mean()
                 loss = loss + cfg.loss.parallels_weight * par
                 out["parallels_gap_per_100"] = par.item()
+            if cfg.loss.vertical_weight > 0 and real is not None:
+                beat = unwrap(gan.g).steps_per_bar // 4
+                with torch.no_grad():
+                    target = vertical_histograms(real, beat)
+                vert = 0.5 * (vertical_histograms(fake, beat) - target).abs().sum(-1).mean()
+                loss = loss + cfg.loss.vertical_weight * vert
+                out["vertical_distance"] = vert.item()
             if aux is not None and labels is not None:  # AC-GAN: make clips the critic names as asked
                 ac = aux_loss(aux, labels)
                 loss = loss + cfg.loss.aux_weight * ac

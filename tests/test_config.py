@@ -65,16 +65,20 @@ def test_cpu_preset_turns_on_the_voice_fixes_and_defaults_keep_the_old_model():
 
     cpu = load_preset("cpu")
     assert cpu.model.leap_prior and cpu.model.voice_register and cpu.model.critic_register
-    assert cpu.loss.voice_stats_weight > 0
+    assert cpu.loss.voice_stats_weight > 0 and cpu.loss.parallels_weight > 0 and cpu.loss.vertical_weight > 0
+    long = load_preset("cpu-long")
+    assert long.train.total_steps == 2 * cpu.train.total_steps and long.loss == cpu.loss and long.model == cpu.model
     old = Config()  # what an old checkpoint's config without these keys becomes
     assert not (old.model.leap_prior or old.model.voice_register or old.model.critic_register)
     assert old.model.harmony_head and old.loss.voice_stats_weight == 0 and old.loss.parallels_weight == 0
+    assert old.loss.vertical_weight == 0
 
 
 @pytest.mark.parametrize("overrides, message", [
     (["model.output=binary", "model.leap_prior=true"], "leap_prior needs"),
     (["loss.voice_stats_weight=-1"], "at least 0"),
     (["model.family=spectrogram", "loss.parallels_weight=1"], "pianoroll family"),
+    (["loss.vertical_weight=-0.5"], "at least 0"),
 ])
 def test_voice_options_are_validated(overrides, message):
     from musicgan.config import Config
