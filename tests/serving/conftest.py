@@ -70,7 +70,7 @@ class Http:
 def serve_port(ray_instance):
     from ray import serve
 
-    from serving.app import REQUEST_TIMEOUT_S
+    from serving.schema import REQUEST_TIMEOUT_S
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": REQUEST_TIMEOUT_S})

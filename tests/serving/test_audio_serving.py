@@ -66,7 +66,7 @@ def test_wav_is_a_decodable_note_of_the_clip_length(audio_served):
     assert abs(len(y) / sr - info["clip_seconds"]) <= 0.05, len(y) / sr
     assert np.isfinite(y).all() and np.abs(y).max() > 0  # Griffin-Lim gave sound, not silence
 
-    from serving.app import AUDIO_GAP_S
+    from serving.schema import AUDIO_GAP_S
 
     status, _, three = audio_served.generate(pitch=60, instrument="flute", seed=3, n_samples=3)
     assert status == 200
@@ -148,7 +148,7 @@ def test_pianoroll_models_refuse_pitch_and_instrument():
     """The pianoroll side of the same check (the pianoroll app is the other module's deployment)."""
     from fastapi import HTTPException
 
-    from serving.app import GenerateRequest, check_family_fields
+    from serving.schema import GenerateRequest, check_family_fields
 
     pianoroll = SimpleNamespace(family="pianoroll")
     assert check_family_fields(GenerateRequest(), pianoroll) == "midi"  # its default format is unchanged

@@ -83,7 +83,7 @@ async def answer(replica, body):
 
 
 def good_bodies():
-    from serving.app import GenerateRequest
+    from serving.schema import GenerateRequest
 
     return [GenerateRequest(seed=100 + k, n_samples=1 + k % 2, n_bars=4 * (1 + k % 2), format="json",
                             temperature=[0.0, 0.7, 1.5][k % 3]) for k in range(15)]
@@ -93,7 +93,7 @@ def test_a_poisoned_request_fails_alone_and_its_15_batch_mates_get_their_normal_
     """The issue's repro: temperature 1e-300 makes softmax NaN. Validation now refuses it (422), so
     this request is built past validation (``model_construct``), as if validation had a gap: the
     batched forward itself must still keep it from failing the others."""
-    from serving.app import GenerateRequest
+    from serving.schema import GenerateRequest
 
     goods = good_bodies()
     poisoned = GenerateRequest.model_construct(**{**GenerateRequest().model_dump(), "temperature": 1e-300,
@@ -131,7 +131,7 @@ def test_a_forward_that_fails_for_one_request_is_retried_alone_and_logged(replic
         return real(g, requests, **kw)
 
     monkeypatch.setattr(gan, "generate_many", breaks_on_seed_666)
-    from serving.app import GenerateRequest
+    from serving.schema import GenerateRequest
 
     goods = good_bodies()[:5]
     bad = GenerateRequest(seed=666, format="json")
@@ -159,7 +159,7 @@ def test_a_forward_that_fails_for_one_request_is_retried_alone_and_logged(replic
 
 
 def test_cost_limits_are_checked_before_any_work(replica):
-    from serving.app import MAX_AUDIO_S, MAX_PHRASES, GenerateRequest
+    from serving.schema import MAX_AUDIO_S, MAX_PHRASES, GenerateRequest
 
     before = (replica.forwards, replica.served)
     # 16 samples x 20 bars = 80 phrases; 2 x 32 bars of WAV at 51.9 qpm = 65 bars = 300.6 s of audio
@@ -171,7 +171,8 @@ def test_cost_limits_are_checked_before_any_work(replica):
 
 
 def test_work_in_flight_is_capped_per_replica_with_a_fast_503(replica):
-    from serving.app import GenerateRequest, InFlight
+    from serving.app import InFlight
+    from serving.schema import GenerateRequest
 
     replica.in_flight = InFlight(max_phrases=8, max_audio_s=600)
     try:
@@ -233,7 +234,7 @@ print("pyplot" if "matplotlib.pyplot" in sys.modules else "clean")
 
 
 def test_header_values_are_ascii_and_reversible():
-    from serving.app import header_value
+    from serving.http_edge import header_value
 
     for text in ("bach/v1", "巴赫/v1", "flûte", "Ωmega run", "a\r\nX-Injected: 1", "100%"):
         value = header_value(text)
@@ -245,7 +246,7 @@ def test_header_values_are_ascii_and_reversible():
 def test_non_latin1_model_and_instrument_names_still_get_an_answer(registry_root, audio_checkpoint):
     """A run folder or a labels.csv instrument with non-latin-1 characters used to fail every
     request after the full render (Starlette encodes header values as latin-1)."""
-    from serving.app import GenerateRequest
+    from serving.schema import GenerateRequest
 
     replica = replica_class()(model=str(registry_root / "models" / "bach" / "v1"))
     replica.model.name = "巴赫-合唱"
@@ -355,7 +356,8 @@ def request_bodies():
 
 
 def check_answer(raw: bytes, status: int, content: bytes) -> None:
-    from serving.app import MIN_TEMPERATURE, GenerateRequest, strict_json
+    from serving.http_edge import strict_json
+    from serving.schema import MIN_TEMPERATURE, GenerateRequest
 
     assert status in (200, 413, 422), (raw, status, content[:300])
     if status != 200:

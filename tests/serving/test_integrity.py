@@ -1,5 +1,5 @@
 """A replica refuses a registry version whose files do not match the sha256 table promote recorded,
-and keeps serving the model it has. ``serving.app.LoadedModel`` and the replica's watch loop are
+and keeps serving the model it has. ``serving.model.LoadedModel`` and the replica's watch loop are
 exercised directly: no Serve, no Ray."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def reg(tmp_path):
 
 
 def test_loaded_model_loads_an_intact_version_and_refuses_a_tampered_one(reg, tmp_path):
-    from serving.app import LoadedModel
+    from serving.model import LoadedModel
 
     latest = str(reg / "bach" / "latest")
     model = LoadedModel(latest)
@@ -68,9 +68,10 @@ def test_loaded_model_loads_an_intact_version_and_refuses_a_tampered_one(reg, tm
 
 def test_the_watch_loop_keeps_serving_the_old_model_when_the_new_version_is_tampered(reg, tmp_path, monkeypatch):
     import serving.app as app
+    from serving.model import LoadedModel, pointer_of
 
     latest = str(reg / "bach" / "latest")
-    replica = SimpleNamespace(model=app.LoadedModel(latest), pointer=app._pointer_of(latest), watch_s=0.0)
+    replica = SimpleNamespace(model=LoadedModel(latest), pointer=pointer_of(latest), watch_s=0.0)
     assert replica.pointer
     registry.promote(save_checkpoint(tmp_path / "b" / "checkpoint_000006", seed=2), str(reg), "bach")
     flip_a_byte(reg / "bach" / "v2" / "checkpoint" / "generator_ema.pt")

@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from serving.app import MAX_AUDIO_S, MAX_BODY_BYTES, MAX_PHRASES, REQUEST_TIMEOUT_S
+from serving.schema import MAX_AUDIO_S, MAX_BODY_BYTES, MAX_PHRASES, REQUEST_TIMEOUT_S
 from tests.serving.conftest import Http, free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -1,0 +1,117 @@
+"""The model a replica serves, Ray-free: :class:`LoadedModel` (a generator loaded from the registry
+or a checkpoint folder, with what the API tells about it), the registry pointer a replica watches
+to hot-swap a newly promoted version, and :func:`generate_isolated`, the batched forward in which
+one request's failure stays its own."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+from serving.schema import (AUDIO_FORMATS, AUDIO_GAP_S, DEFAULT_FORMAT, MAX_AUDIO_S, MAX_BARS, MAX_BODY_BYTES,
+                            MAX_PHRASES, MAX_SAMPLES, MEDIA, REQUEST_TIMEOUT_S)
+
+logger = logging.getLogger("ray.serve")  # a replica's log (only the name: this imports no Ray)
+
+
+class LoadedModel:
+    """A generator plus what the API needs to know about it; replaced whole when a new version loads."""
+
+    def __init__(self, ref: str):
+        from musicgan.checkpoint import load_generator
+        from musicgan.registry import resolve
+
+        path, record = resolve(ref)
+        self.g, self.cfg, self.data, self.meta = load_generator(path)
+        self.ref, self.path, self.record = ref, str(path), record or {}
+        self.labels: list[str] = list(self.data["labels"])
+        self.phrase_bars = int(self.data["bars"])
+        self.version = self.record.get("version") or f"step-{self.meta['step']}"
+        self.name = self.record.get("name") or Path(path).parent.name
+        self.family = self.cfg.model.family
+        self.output = getattr(self.g, "output", None)  # pianoroll only: "binary" or "monophonic"
+        if self.family == "spectrogram":
+            from musicgan.render import feature_config
+
+            self.fc = feature_config(self.data)
+            self.pitches: list[int] = [int(p) for p in self.data.get("pitches") or []]
+            self.instruments: list[str] = list(self.data.get("instruments") or [])
+
+    def info(self) -> dict:
+        rec = self.record
+        out = {"name": self.name, "version": self.version, "step": self.meta["step"], "family": self.family,
+               "metrics": rec.get("metrics", {}), "provenance": public_provenance(rec.get("provenance", {})),
+               "feature_config": self.data["feature_config"], "max_samples": MAX_SAMPLES,
+               "limits": {"max_phrases": MAX_PHRASES, "max_audio_seconds": MAX_AUDIO_S,
+                          "max_body_bytes": MAX_BODY_BYTES, "request_timeout_s": REQUEST_TIMEOUT_S},
+               "default_format": DEFAULT_FORMAT[self.family], "promoted_at": rec.get("promoted_at")}
+        if self.family == "spectrogram":
+            out.update(pitches=self.pitches, instruments=self.instruments, sample_rate_hz=self.fc.sample_rate_hz,
+                       clip_seconds=self.fc.clip_seconds, gap_seconds=AUDIO_GAP_S, formats=list(AUDIO_FORMATS))
+        else:
+            out.update(labels=self.labels, output=self.output, phrase_bars=self.phrase_bars, max_bars=MAX_BARS,
+                       formats=list(MEDIA))
+        return out
+
+
+def _is_location(value: str) -> bool:
+    """Whether a provenance string names a place on some machine (a path or a URI)."""
+    return (value.startswith(("/", "~", "\\")) or "://" in value or "/" in value or "\\" in value
+            or (len(value) > 1 and value[1] == ":" and value[0].isalpha()))
+
+
+def public_provenance(prov):
+    """``provenance`` for the public ``/v1/model`` answer: every path or URI dropped (they tell a
+    caller where the server keeps its files); hashes, trial ids and parameters stay."""
+    if isinstance(prov, dict):
+        return {k: public_provenance(v) for k, v in prov.items()
+                if not (isinstance(v, str) and _is_location(v))}
+    if isinstance(prov, list):
+        return [public_provenance(v) for v in prov if not (isinstance(v, str) and _is_location(v))]
+    return prov
+
+
+def pointer_of(ref: str) -> str | None:
+    """The ``latest`` file to watch when ``ref`` names a registry model (not a fixed version)."""
+    from musicgan import storage
+
+    loc = storage.resolve(ref)
+    if loc.path.endswith("/latest") and loc.exists():
+        return loc.uri
+    if loc.join("latest").exists() and not loc.join("model.json").exists():
+        return loc.join("latest").uri
+    return None
+
+
+def read_pointer(uri: str) -> str | None:
+    """The version a ``latest`` pointer names; None while it cannot be read."""
+    from musicgan import storage
+
+    try:
+        return storage.resolve(uri).read_json().get("version")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def generate_isolated(model: LoadedModel, requests: list) -> list:
+    """One generator forward for ``requests``; returns, per request, its array or its exception.
+
+    Sampling is per request (a request that fails there gets its exception, the others their
+    output). If the shared forward itself fails, each request runs alone, so only the one that
+    breaks it fails. Outputs do not depend on batch-mates, so a request run alone gets the bytes
+    it would have got in the batch.
+    """
+    from musicgan.audio_model import generate_mels
+    from musicgan.gan import generate_many
+
+    many = generate_mels if model.family == "spectrogram" else functools.partial(generate_many, return_exceptions=True)
+    try:
+        return [r if isinstance(r, BaseException) else r.numpy() for r in many(model.g, requests)]
+    except Exception as e:
+        if len(requests) == 1:
+            return [e]
+        logger.warning(f"musicgan: a batched forward of {len(requests)} requests failed ({e!r}); "
+                       "running them one by one")
+        return [generate_isolated(model, [r])[0] for r in requests]
+

@@ -1,0 +1,138 @@
+"""What a served request gets back, Ray-free: the MIDI, WAV, PNG, JSON and zip bodies of generated
+samples, each a pure function of its inputs (same seed, same bytes).
+
+:func:`render` writes a pianoroll model's rolls, :func:`render_audio` a spectrogram model's dB
+mels. ``model`` is a :class:`serving.model.LoadedModel` or anything with the attributes read here:
+``name``, ``version`` and ``data`` (the checkpoint's data info); for audio also ``family``, ``fc``
+(its ``FeatureConfig``), ``pitches`` and ``instruments``. The file writers underneath are
+:mod:`musicgan.render` and :mod:`musicgan.data.audio`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+
+from serving.schema import AUDIO_GAP_S, DEFAULT_FORMAT, GenerateRequest
+
+# --- pianoroll models ------------------------------------------------------------------------
+
+
+def join_phrases(rolls: np.ndarray, n_samples: int, phrases: int) -> np.ndarray:
+    """``[n*k, tracks, steps, pitches]`` -> ``[n, tracks, k*steps, pitches]`` (phrases end to end)."""
+    n, t, s, p = rolls.shape
+    return rolls.reshape(n_samples, phrases, t, s, p).transpose(0, 2, 1, 3, 4).reshape(n_samples, t, phrases * s, p)
+
+
+def _sequence(samples: np.ndarray, data: dict, gap_steps: int) -> np.ndarray:
+    """Several samples one after another, with a rest between, as one roll (one MIDI/WAV file)."""
+    t, s, p = samples.shape[1:]
+    out = np.zeros((t, len(samples) * (s + gap_steps) - gap_steps, p), dtype=bool)
+    for i, roll in enumerate(samples):
+        out[:, i * (s + gap_steps): i * (s + gap_steps) + s] = roll
+    return out
+
+
+def notes_of(roll: np.ndarray, data: dict, tempo_qpm: float) -> list[dict]:
+    """The notes of one sample ``[tracks, steps, pitches]``, track by track in time order, with
+    steps and seconds at ``tempo_qpm``."""
+    from musicgan.data.pianoroll import roll_notes
+
+    step_s = 60.0 / tempo_qpm / (data["steps_per_bar"] // 4)
+    out = []
+    for t, name in enumerate(data["track_names"]):
+        for p, s, e in sorted(zip(*roll_notes(roll[t])), key=lambda n: (n[1], n[0])):
+            out.append({"track": name, "pitch": int(data["pitch_low"] + p), "start_step": int(s), "end_step": int(e),
+                        "start_s": round(float(s) * step_s, 4), "end_s": round(float(e) * step_s, 4)})
+    return out
+
+
+def render(samples: np.ndarray, body: GenerateRequest, model, seed: int) -> bytes:
+    """The response body for ``body.format``; pure function of its inputs (same seed, same bytes)."""
+    from musicgan.render import midi_bytes, pianoroll_png, wav_bytes
+
+    data, fmt = model.data, body.format or DEFAULT_FORMAT["pianoroll"]
+    if fmt == "png":
+        return pianoroll_png(samples, data, title=f"{model.name} {model.version}  seed {seed}")
+    if fmt == "json":
+        low = data["pitch_low"]
+        return json.dumps({
+            "model": {"name": model.name, "version": model.version}, "seed": seed, "tempo_qpm": body.tempo_qpm,
+            "steps_per_bar": data["steps_per_bar"], "pitch_low": low, "tracks": data["track_names"],
+            "samples": [{"pianoroll": [[[int(low + p) for p in np.flatnonzero(step)] for step in track]
+                                       for track in roll],
+                         "notes": notes_of(roll, data, body.tempo_qpm)} for roll in samples],
+        }).encode()
+    if fmt in ("midi", "wav"):
+        mid = midi_bytes(_sequence(samples, data, gap_steps=data["steps_per_bar"]), data, tempo_qpm=body.tempo_qpm)
+        return wav_bytes(mid) if fmt == "wav" else mid
+    buf = io.BytesIO()  # zip: one MIDI per sample, the pianoroll and the JSON
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for i, roll in enumerate(samples):
+            _zip_write(z, f"sample_{i:03d}.mid", midi_bytes(roll, data, tempo_qpm=body.tempo_qpm))
+        _zip_write(z, "pianoroll.png", pianoroll_png(samples, data, title=f"{model.name} {model.version} seed {seed}"))
+        _zip_write(z, "samples.json", render(samples, body.model_copy(update={"format": "json"}), model, seed))
+    return buf.getvalue()
+
+
+def _zip_write(z: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))  # fixed time: same request, same bytes
+    info.compress_type = zipfile.ZIP_DEFLATED
+    z.writestr(info, data)
+
+
+# --- spectrogram (audio) models -------------------------------------------------------------
+
+
+def _join_clips(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """``[n, samples]`` -> one track: the clips in order with :data:`AUDIO_GAP_S` of silence between."""
+    gap = np.zeros(int(round(AUDIO_GAP_S * sample_rate_hz)), np.float32)
+    parts = []
+    for i, y in enumerate(audio):
+        parts += [gap, y] if i else [y]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def render_audio(mels: np.ndarray, fmt: str, model, seed: int, cond: tuple[int, int]) -> bytes:
+    """The response body for a spectrogram model's ``mels`` ``[n, 1, n_mels, frames]`` (dB); pure
+    function of its inputs (Griffin-Lim starts from a fixed phase), so same seed, same bytes."""
+    from musicgan.data.audio import mel_to_audio, wav_bytes
+    from musicgan.render import condition_names, mel_png, note_name
+
+    data, fc = model.data, model.fc
+    pitch = model.pitches[cond[0]] if model.pitches else None
+    instrument = model.instruments[cond[1]] if model.instruments else None
+    names = condition_names(data, [cond] * len(mels))
+    if fmt in ("png", "zip"):
+        png = mel_png(mels, data, titles=[f"{name}  #{k}" for k, name in enumerate(names)],
+                      title=f"{model.name} {model.version}  seed {seed}")
+        if fmt == "png":
+            return png
+    if fmt == "json":
+        return json.dumps({
+            "model": {"name": model.name, "version": model.version}, "family": model.family, "seed": seed,
+            "pitch": pitch, "pitch_name": note_name(pitch) if pitch is not None else None, "instrument": instrument,
+            "sample_rate_hz": fc.sample_rate_hz, "clip_seconds": fc.clip_seconds, "gap_seconds": AUDIO_GAP_S,
+            "n_mels": int(mels.shape[-2]), "frames": int(mels.shape[-1]), "hop_length": fc.hop_length,
+            # a summary, not the mel itself (80 x 63 numbers a clip); the zip has it whole as mels.npy
+            "samples": [{"index": k, "peak_db": round(float(m.max()), 2), "mean_db": round(float(m.mean()), 2),
+                         "band_mean_db": [round(float(v), 1) for v in m[0].mean(axis=1)]}
+                        for k, m in enumerate(mels)],
+        }).encode()
+    audio = mel_to_audio(mels[:, 0], fc)
+    if fmt == "wav":
+        return wav_bytes(_join_clips(audio, fc.sample_rate_hz), fc.sample_rate_hz)
+    buf = io.BytesIO()  # zip: one WAV per clip, the spectrograms, the JSON summary and the mels
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for k, (y, name) in enumerate(zip(audio, names)):
+            _zip_write(z, f"sample_{k:03d}_{name.split(' (')[0].replace(' ', '_')}.wav", wav_bytes(y, fc.sample_rate_hz))
+        _zip_write(z, "spectrogram.png", png)
+        _zip_write(z, "samples.json", render_audio(mels, "json", model, seed, cond))
+        npy = io.BytesIO()
+        np.save(npy, np.ascontiguousarray(mels, np.float32))
+        _zip_write(z, "mels.npy", npy.getvalue())
+    return buf.getvalue()
+
