@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from musicgan.data.audio import DB_FLOOR
+from musicgan.errors import UserError
 
 COND_CHANNELS = 8  # broadcast conditioning channels added to every generator block
 HARMONICS = 8
@@ -246,7 +247,7 @@ def generate_grid(g: SpectrogramGenerator, data: dict, n: int, seed: int) -> tup
     return torch.cat(generate_mels(g, reqs)), cond
 
 
-class ConditionError(ValueError):
+class ConditionError(UserError, ValueError):
     """A pitch or instrument the model was not trained on."""
 
 

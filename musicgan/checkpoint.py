@@ -34,12 +34,13 @@ from pathlib import Path
 import torch
 
 from musicgan.config import Config, from_dict, to_dict
+from musicgan.errors import UserError
 from musicgan.gan import GAN, unwrap
 
 FILES = ("generator.pt", "critic.pt", "generator_ema.pt", "optim_g.pt", "optim_d.pt", "state.pt", "config.json")
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint that is missing, incomplete or of another data/feature set."""
 
 

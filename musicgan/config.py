@@ -13,8 +13,10 @@ import json
 import typing
 from dataclasses import dataclass, field
 
+from musicgan.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config value or override that cannot be applied."""
 
 

@@ -41,13 +41,14 @@ from musicgan.data import shards as S
 from musicgan.data.audio import AUDIO_SUFFIXES, MAX_AUDIO_SECONDS
 from musicgan.data.notes import LABELS_FILE
 from musicgan.data.pianoroll import BadInput
+from musicgan.errors import UserError
 from musicgan.storage import Location, list_files, resolve
 
 MIDI_SUFFIXES = (".mid", ".midi")
 EMBEDDED = ("bach", "folk", "bach-audio", "notes")
 
 
-class BuildError(Exception):
+class BuildError(UserError):
     """A build that cannot go ahead; the message says why and what to do."""
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from musicgan.errors import UserError
 from musicgan.storage import Location, resolve
 
 FORMAT = "musicgan-shards/1"
@@ -48,7 +49,7 @@ SCHEMA = pa.schema([
 ])
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A data directory that cannot be read; the message says what to do."""
 
 
