@@ -1,16 +1,135 @@
-"""The ``musicgan`` command. Each subcommand is parse -> build -> run -> summary.
+"""The ``musicgan`` command. Each subcommand is parse -> check -> build -> run -> summary.
 
-User mistakes (a missing folder, a bad flag value, no valid file) end with ``error: ...`` and a
-non-zero exit, never a traceback. Set ``MUSICGAN_DEBUG=1`` to see tracebacks anyway.
+User mistakes (a missing folder, a bad flag value, no valid file) end with one ``error: ...`` line
+and exit status 2, never a traceback. They are checked before torch, Ray or the data pipeline is
+imported, so a mistake is reported in well under a second. Set ``MUSICGAN_DEBUG=1`` to see
+tracebacks anyway.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 
-EXIT_USER_ERROR = 2
+from musicgan.errors import EXIT_USER_ERROR, MissingError, UserError, one_line
+
+# The embedded sources of ``musicgan.data.build`` (EMBEDDED there; a test keeps the two equal).
+SOURCES = ("bach", "folk", "bach-audio", "notes")
+# The feature kind each model family trains on, as ``musicgan.train.fit`` checks it.
+FEATURE_KIND = {"pianoroll": "pianoroll", "spectrogram": "mel"}
+# ``musicgan.data.shards`` MANIFEST and FORMAT (a test keeps them equal); read here without pyarrow.
+MANIFEST, SHARDS_FORMAT = "manifest.json", "musicgan-shards/1"
+_CHECKPOINT_DIR = re.compile(r"checkpoint_\d+")
+_REGISTRY_REF = re.compile(r"latest|v\d+")
+MAKE_DATA = "musicgan data build --source bach|folk|notes|PATH --out {path}"
+MAKE_RUN = "musicgan train --data DATA --run-dir {path}"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (exit status 2) that points at --help."""
+
+    def error(self, message):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def version() -> str:
+    """The installed distribution's version, else the package's own."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("musicgan")
+    except metadata.PackageNotFoundError:
+        import musicgan
+
+        return musicgan.__version__
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: looked up only when asked for (importlib.metadata scans the installed packages)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"musicgan {version()}")
+        parser.exit()
+
+
+def _command(sub, name: str, help: str, description: str, example: str) -> Parser:
+    """A subcommand whose --help has a description and one example."""
+    return sub.add_parser(name, help=help, description=description, epilog=f"example:  {example}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in str(path)
+
+
+def require_data(data_dir: str) -> dict | None:
+    """The manifest of a local data build, read without pyarrow; None for a URI (read where it is used).
+
+    A missing folder or manifest is a :class:`MissingError` that says how to build it.
+    """
+    if _is_uri(data_dir):
+        return None
+    make = MAKE_DATA.format(path=data_dir)
+    if not os.path.isdir(data_dir):
+        raise MissingError(f"data folder {data_dir} does not exist; build it with `{make}`")
+    path = os.path.join(data_dir, MANIFEST)
+    if not os.path.isfile(path):
+        raise MissingError(f"{data_dir} has no {MANIFEST}: not a musicgan data build, or its build was "
+                           f"interrupted; build it with `{make}`")
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path} ({e}); build it again with `{make} --force`") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != SHARDS_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise UserError(f"{data_dir}: unsupported data format {found!r} (expected {SHARDS_FORMAT}); build it "
+                        f"again with `{make} --force`")
+    return manifest
+
+
+def require_checkpoint(path: str) -> None:
+    """A local checkpoint folder, or a run folder with ``checkpoint_NNNNNN`` in it (as
+    ``checkpoint.find_latest`` looks), else a :class:`MissingError` saying how to train one. URIs are
+    left to the reader."""
+    if _is_uri(path):
+        return
+    make = MAKE_RUN.format(path=path)
+    if not os.path.exists(path):
+        raise MissingError(f"{path} does not exist; train a model with `{make}`")
+    names = os.listdir(path) if os.path.isdir(path) else []
+    if not ({"config.json", "generator_ema.pt"} <= set(names) or any(_CHECKPOINT_DIR.fullmatch(n) for n in names)):
+        raise MissingError(f"{path} holds no checkpoint; train a model with `{make}`")
+
+
+def require_model(ref: str) -> None:
+    """A local model reference that exists (registry pointer or version, run or checkpoint folder), else a
+    :class:`MissingError` saying which command makes it. URIs are left to the registry."""
+    if _is_uri(ref) or os.path.exists(ref):
+        return
+    ref = ref.rstrip("/")
+    leaf = os.path.basename(ref)
+    if _REGISTRY_REF.fullmatch(leaf):
+        name_dir = os.path.dirname(ref)
+        registry, name = os.path.dirname(name_dir) or ".", os.path.basename(name_dir) or "NAME"
+        raise MissingError(f"model {ref} does not exist; promote a trained run with `musicgan promote --from RUN "
+                           f"--registry {registry} --name {name}` (train one with `{MAKE_RUN.format(path='RUN')}`)")
+    raise MissingError(f"model {ref} does not exist; train one with `{MAKE_RUN.format(path=ref)}`, or name a "
+                       "registry version (models/NAME/latest) made by `musicgan promote`")
+
+
+def require_source(source: str) -> None:
+    """An embedded source name, a URI, or a local folder/file that exists."""
+    if source in SOURCES or _is_uri(source) or os.path.exists(source):
+        return
+    raise MissingError(f"source {source} does not exist: use one of {', '.join(SOURCES)}, or a folder or URI of "
+                       "MIDI or audio files (e.g. `musicgan data build --source ~/midi --out data/mine`)")
 
 
 def _pitch_range(text: str) -> tuple[int, int]:
@@ -40,7 +159,9 @@ def _positive(text: str) -> int:
 
 
 def add_data_parser(sub) -> None:
-    data = sub.add_parser("data", help="build and inspect training data")
+    data = _command(sub, "data", help="build training data",
+                    description="Build training data: Parquet shards plus manifest.json (`musicgan data build`).",
+                    example="musicgan data build --source bach --out data/bach")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     b = dsub.add_parser(
         "build",
@@ -120,49 +241,64 @@ def feature_config_from_args(args):
 
 
 def cmd_data_build(args) -> int:
-    from musicgan.data.build import build, summary_text
-
+    require_source(args.source)
     fc = feature_config_from_args(args)
     instruments = [t.strip() for t in args.instruments.split(",") if t.strip()] if args.instruments else None
     if (instruments or args.velocities) and args.source != "notes":
-        from musicgan.data.build import BuildError
-
-        raise BuildError("--instruments and --velocities shape the notes source; use them with --source notes")
+        raise UserError("--instruments and --velocities shape the notes source; use them with --source notes")
     if args.velocities and not all(1 <= v <= 127 for v in args.velocities):
-        from musicgan.data.build import BuildError
+        raise UserError(f"velocities must be MIDI velocities 1..127, not {args.velocities}")
+    from musicgan.data.build import build, summary_text
 
-        raise BuildError(f"velocities must be MIDI velocities 1..127, not {args.velocities}")
     result = build(args.source, args.out, fc, limit=args.limit, files_per_shard=args.files_per_shard,
                    progress=not args.quiet, force=args.force, instruments=instruments, velocities=args.velocities)
     print(summary_text(result))
     return 0
 
 
+def _preset(text: str) -> str:
+    from musicgan.presets import PRESETS
+
+    if text not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {text!r}; choose one of {', '.join(PRESETS)}")
+    return text
+
+
+def _preset_option(parser, default: str, what: str) -> None:
+    from musicgan.presets import PRESETS
+
+    parser.add_argument("--preset", type=_preset, choices=list(PRESETS), default=default, metavar="PRESET",
+                        help=f"{what}: {', '.join(PRESETS)} (default {default})")
+
+
 def add_train_parsers(sub) -> None:
-    t = sub.add_parser(
-        "train", help="train a GAN on a data build (Ray Train, one or many workers)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    t = _command(
+        sub, "train", help="train a GAN on a data build (Ray Train, one or many workers)",
         description=("Train a GAN on shards from `musicgan data build`: the multi-track pianoroll GAN on\n"
                      "MIDI data, or the pitch/instrument-conditioned spectrogram GAN on audio (--preset audio-*).\n\n"
-                     "Presets: cpu-tiny (seconds, for tests), cpu (default; two-core machines),\n"
+                     "Presets: cpu-tiny (seconds, for tests), cpu (default; two-core machines), cpu-long,\n"
                      "gpu (MuseGAN scale, bf16, NCCL); audio-tiny, audio-cpu (about 5 min on the notes\n"
                      "build), audio-gpu. --set changes any config key, e.g.\n"
                      "--set optim.lr_g=5e-4 --set loss.kind=hinge. Re-running the same command resumes\n"
-                     "the run from its latest checkpoint."),
-        epilog="example:  musicgan train --data data/bach --run-dir runs/bach --workers 2",
-    )
+                     "the run from its latest checkpoint. --dry-run makes every check a real run makes\n"
+                     "before starting Ray, prints the resolved config and writes nothing."),
+        example="musicgan train --data data/bach --run-dir runs/bach --workers 2")
     t.add_argument("--data", required=True, help="data build folder (with manifest.json)")
     t.add_argument("--run-dir", required=True, help="run folder: checkpoints, metrics.csv, tensorboard/, samples/")
-    t.add_argument("--preset", default="cpu", help="cpu-tiny | cpu | gpu for pianoroll data; audio-tiny | audio-cpu | "
-                   "audio-gpu for audio (the spectrogram GAN); default cpu")
+    _preset_option(t, "cpu", "pianoroll presets cpu*, gpu; audio-* for audio data (the spectrogram GAN)")
     t.add_argument("--workers", type=_positive, default=None, help="Ray Train workers (default: the preset's)")
     t.add_argument("--steps", type=_positive, default=None, help="generator steps (default: the preset's)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable)")
-    t.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
+    t.add_argument("--dry-run", action="store_true",
+                   help="make every check, print the resolved config and stop; writes nothing")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="generate phrases from a checkpoint: MIDI, WAV and a pianoroll PNG")
+    s = _command(sub, "sample", help="generate phrases from a checkpoint: MIDI, WAV and a pianoroll PNG",
+                 description=("Generate from a trained generator (its EMA copy). Pianoroll models write MIDI, WAV and\n"
+                              "a pianoroll PNG per phrase; audio models write WAV clips (Griffin-Lim) and a\n"
+                              "spectrogram PNG. The same --seed gives the same files."),
+                 example="musicgan sample --checkpoint runs/bach --n 8 --out samples --seed 3")
     s.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (its latest checkpoint)")
     s.add_argument("--n", type=_positive, default=8, help="phrases to generate (default 8)")
     s.add_argument("--out", required=True, help="output folder")
@@ -175,12 +311,17 @@ def add_train_parsers(sub) -> None:
                    help="audio models: instrument name, or 'all' for one set per instrument (default: walk them)")
     s.set_defaults(func=cmd_sample)
 
-    e = sub.add_parser("evaluate", help="compare a checkpoint's music with the data (metrics, voice leading, leaps, "
-                                        "register, C2ST; each with its target): a table, and JSON")
+    e = _command(sub, "evaluate", help="compare a checkpoint's music with the data (metrics, voice leading, leaps, "
+                                       "register, C2ST; each with its target): a table, and JSON",
+                 description=("Generate --n phrases and compare them with the held-out phrases of the data build:\n"
+                              "the music metrics, voice measures and C2ST, each against its target (audio models:\n"
+                              "pitch accuracy, Frechet mel-statistics distance, diversity). Prints a table and\n"
+                              "writes it as JSON."),
+                 example="musicgan evaluate --checkpoint runs/bach --data data/bach --n 1000")
     e.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (its latest checkpoint)")
     e.add_argument("--data", required=True, help="the data build it was trained on")
     e.add_argument("--n", type=_positive, default=1000, help="phrases to generate (default 1000)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     e.add_argument("--json", default=None, help="where to write the table as JSON (default: evaluation-CHECKPOINT.json "
                    "in the run folder, beside the checkpoint; never inside it)")
     e.set_defaults(func=cmd_evaluate)
@@ -197,24 +338,52 @@ def resolve_train_config(args):
     return load_preset(args.preset, overrides)
 
 
-def cmd_train(args) -> int:
-    import json
+def check_train(cfg, data_dir: str, run_dir: str) -> dict:
+    """Every check ``musicgan train`` makes before it starts Ray; returns the data's manifest.
 
+    The data build exists and has a manifest, its feature kind is the one the model family trains
+    on, it has a batch for every worker, and a run already in ``run_dir`` used the same data and
+    model (a resumed run). Reads files only: writes nothing, imports no torch or Ray.
+    """
+    from musicgan.config import ConfigError, to_dict
+
+    manifest = require_data(data_dir)
+    if manifest is None:  # a URI: through pyarrow
+        from musicgan.data.shards import load_manifest
+
+        manifest = load_manifest(data_dir)
+    needs = FEATURE_KIND[cfg.model.family]
+    if manifest["kind"] != needs:
+        hint = "--preset audio-cpu" if manifest["kind"] == "mel" else "a pianoroll preset (cpu, gpu)"
+        raise ConfigError(f"{data_dir} holds {manifest['kind']} features, but model.family {cfg.model.family} "
+                          f"needs {needs}; use {hint}")
+    train_examples = manifest["counts"]["train_examples"]
+    if train_examples // cfg.train.num_workers < cfg.train.batch_size_per_worker:
+        raise ConfigError(f"{train_examples} training phrases are too few for "
+                          f"{cfg.train.num_workers} workers x batch {cfg.train.batch_size_per_worker}")
+    saved = os.path.join(run_dir, "config.json")
+    if not _is_uri(run_dir) and os.path.isfile(saved):
+        with open(saved) as f:
+            old = json.load(f)
+        if old["data"]["feature_hash"] != manifest["feature_hash"]:
+            raise ConfigError(f"{run_dir} was trained on data with feature hash {old['data']['feature_hash']}, "
+                              f"not {manifest['feature_hash']}; use another --run-dir")
+        if old["config"]["model"] != to_dict(cfg)["model"]:
+            raise ConfigError(f"{run_dir} holds a run with another model config; use another --run-dir")
+    return manifest
+
+
+def cmd_train(args) -> int:
     from musicgan.config import to_dict
-    from musicgan.data.shards import load_manifest
 
     cfg = resolve_train_config(args)
-    manifest = load_manifest(args.data)
+    manifest = check_train(cfg, args.data, args.run_dir)
     print("resolved config:")
     print(json.dumps(to_dict(cfg), indent=2))
     if args.dry_run:
-        from pathlib import Path
-
-        run = Path(args.run_dir)
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "config.resolved.json").write_text(json.dumps(to_dict(cfg), indent=2))
-        print(f"dry run: data {args.data} ({manifest['counts']['train_examples']} training phrases), "
-              f"config saved to {run / 'config.resolved.json'}")
+        what = "resume the run in" if os.path.isfile(os.path.join(args.run_dir, "config.json")) else "start a run in"
+        print(f"dry run: checks passed; data {args.data} ({manifest['counts']['train_examples']} training phrases, "
+              f"{manifest['kind']}); would {what} {args.run_dir}. Nothing was written.")
         return 0
     from musicgan.train import fit, summary_text
 
@@ -224,6 +393,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
+    require_checkpoint(args.checkpoint)
     from pathlib import Path
 
     from musicgan.checkpoint import find_latest, load_generator
@@ -275,6 +445,8 @@ def _sample_audio(args, g, data, meta, path) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    require_checkpoint(args.checkpoint)
+    require_data(args.data)
     from musicgan.checkpoint import find_latest, read_meta
     from musicgan.evaluate import audio_table_text, evaluate, evaluate_audio, table_text
 
@@ -295,24 +467,33 @@ def cmd_demo(args) -> int:
 
 
 def add_demo_parser(sub) -> None:
-    d = sub.add_parser("demo", help="the main job on the embedded Bach chorales: data, train, sample, evaluate, "
-                                    "promote, serve")
+    d = _command(sub, "demo", help="the main job on the embedded Bach chorales: data, train, sample, evaluate, "
+                                   "promote, serve",
+                 description=("The whole pipeline on the Bach chorales inside music21: build the data, train,\n"
+                              "sample, evaluate, promote into OUT/models, then serve it on http://127.0.0.1:PORT\n"
+                              "until Ctrl-C (about 16 min to the server on two cores). Everything goes under --out."),
+                 example="musicgan demo --out demo --no-serve")
     d.add_argument("--out", default="demo", help="where everything goes (default ./demo)")
     d.add_argument("--workers", type=_positive, default=2, help="Ray Train workers (default 2)")
     d.add_argument("--steps", type=_positive, default=None, help="generator steps (default: the preset's)")
-    d.add_argument("--preset", default="cpu", help="training preset (default cpu)")
+    _preset_option(d, "cpu", "training preset")
     d.add_argument("--port", type=int, default=8000, help="port to serve the result on (default 8000)")
     d.add_argument("--no-serve", action="store_true", help="stop after promoting instead of serving")
     d.set_defaults(func=cmd_demo)
 
 
 def cmd_tune(args) -> int:
+    require_data(args.data)
     from tuning.search import command
 
     return command(args)
 
 
 def cmd_promote(args) -> int:
+    if not _is_uri(args.source) and not os.path.exists(args.source):
+        raise MissingError(f"{args.source} does not exist; make a run to promote with "
+                           f"`{MAKE_RUN.format(path=args.source)}` or `musicgan tune --data DATA --run-dir "
+                           f"{args.source}`")
     from musicgan.registry import promote, summary_text
 
     print(summary_text(promote(args.source, args.registry, args.name)))
@@ -320,6 +501,7 @@ def cmd_promote(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    require_model(args.model)
     from serving.app import serve_until_interrupted
 
     return serve_until_interrupted(args.model, host=args.host, port=args.port, replicas=args.replicas,
@@ -327,15 +509,14 @@ def cmd_serve(args) -> int:
 
 
 def add_serve_parser(sub) -> None:
-    s = sub.add_parser(
-        "serve", help="serve a generator over HTTP with Ray Serve (API, OpenAPI docs, a listening page)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    s = _command(
+        sub, "serve", help="serve a generator over HTTP with Ray Serve (API, OpenAPI docs, a listening page)",
         description=("Serve a generator: POST /v1/generate (MIDI, WAV, PNG, JSON, zip), GET /v1/model,\n"
                      "GET /healthz, the page at /, OpenAPI docs at /docs. Concurrent requests are batched\n"
                      "into one generator forward. --model takes a registry pointer (models/NAME/latest,\n"
                      "followed when a new version is promoted), a version, a run or a checkpoint folder.\n"
                      "Ctrl-C or SIGTERM lets the requests in flight finish, stops Serve and exits 0."),
-        epilog="example:  musicgan serve --model models/bach/latest --port 8000")
+        example="musicgan serve --model models/bach/latest --port 8000")
     s.add_argument("--model", required=True, help="models/NAME/latest, models/NAME/vN, a run or checkpoint folder")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
@@ -346,15 +527,19 @@ def add_serve_parser(sub) -> None:
 
 SUBMIT_HELP = (
     "Run a musicgan command as a Ray job on a cluster (Ray Jobs SDK). Everything after the command\n"
-    "name goes to that command, checked here first with its own parser. The cluster's auth token is\n"
-    "read from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token. Paths in the arguments are\n"
-    "paths on the cluster: use shared storage (a mount all nodes see, or s3:// / gs://).")
+    "name goes to that command, checked here first with its own parser (`submit data` and\n"
+    "`submit data build` are the same). The cluster's auth token is read from RAY_AUTH_TOKEN,\n"
+    "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token. Paths in the arguments are paths on the cluster:\n"
+    "use shared storage (a mount all nodes see, or s3:// / gs://).")
 
 
 def cmd_submit(args) -> int:
     from musicgan.jobs import submit
 
-    return submit(args.kind, args.rest, args.address, working_dir=args.working_dir, follow=args.follow,
+    rest = list(args.rest)
+    if args.kind == "data" and rest[:1] == ["build"]:  # `submit data build ...` as typed locally
+        rest = rest[1:]
+    return submit(args.kind, rest, args.address, working_dir=args.working_dir, follow=args.follow,
                   wait=not args.no_wait)
 
 
@@ -381,29 +566,36 @@ def add_cluster_parsers(sub) -> None:
                    "(default: use the musicgan installed on the cluster)")
     s.set_defaults(func=cmd_submit)
 
-    j = sub.add_parser("jobs", help="list, inspect, read the logs of, or stop Ray jobs on a cluster")
+    j = _command(sub, "jobs", help="list, inspect, read the logs of, or stop Ray jobs on a cluster",
+                 description=("List the cluster's Ray jobs, or show the status of, print the log of (--follow:\n"
+                              "stream it) or stop one job by its id (as `musicgan submit` and `jobs list` print\n"
+                              "it). The auth token is found as for `musicgan submit`."),
+                 example="musicgan jobs logs raysubmit_a1B2c3D4e5F6g7H8 --address http://HEAD:8265 --follow")
     j.add_argument("action", choices=["list", "status", "logs", "stop"])
-    j.add_argument("job_id", nargs="?", default=None)
+    j.add_argument("job_id", nargs="?", default=None, help="the job's id (status, logs, stop)")
     j.add_argument("--address", default=default_address(), help="the head's dashboard, http://HEAD:8265")
     j.add_argument("--follow", action="store_true", help="logs: stream until the job ends")
     j.set_defaults(func=cmd_jobs)
 
 
 def add_tune_parsers(sub) -> None:
+    from musicgan.presets import PRESETS
     from tuning.search import DESCRIPTION, EPILOG, add_arguments
 
     t = sub.add_parser("tune", help="search hyperparameters with Ray Tune (ASHA, PBT), optionally promote the best",
                        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(t)
+    for action in t._actions:  # tuning.search defines --preset; the same names and check as train's
+        if action.dest == "preset":
+            action.type, action.choices, action.metavar = _preset, list(PRESETS), "PRESET"
     t.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser(
-        "promote", help="copy a checkpoint into the model registry as a new version (what serving loads)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = _command(
+        sub, "promote", help="copy a checkpoint into the model registry as a new version (what serving loads)",
         description=("Copy a checkpoint into REGISTRY/NAME/vN (checkpoint, config, metrics, provenance) and\n"
                      "point REGISTRY/NAME/latest at it. --from takes a search run (its best trial), a training\n"
                      "run (its latest checkpoint) or a checkpoint folder. REGISTRY may be a pyarrow URI."),
-        epilog="example:  musicgan promote --from runs/search --registry models --name bach")
+        example="musicgan promote --from runs/search --registry models --name bach")
     p.add_argument("--from", dest="source", required=True, help="search run, training run or checkpoint folder")
     p.add_argument("--registry", default="models", help="registry folder or URI (default ./models)")
     p.add_argument("--name", required=True, help="model name (letters, digits, . _ -)")
@@ -411,10 +603,13 @@ def add_tune_parsers(sub) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="musicgan",
         description="Distributed GAN training for music on Ray: build data, train, tune, sample, serve.",
+        epilog="example:  musicgan data build --source bach --out data/bach && "
+               "musicgan train --data data/bach --run-dir runs/bach",
     )
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_data_parser(sub)
     add_train_parsers(sub)
@@ -423,17 +618,6 @@ def make_parser() -> argparse.ArgumentParser:
     add_cluster_parsers(sub)
     add_demo_parser(sub)
     return parser
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    from musicgan.checkpoint import CheckpointError
-    from musicgan.config import ConfigError
-    from musicgan.data.build import BuildError
-    from musicgan.audio_model import ConditionError
-    from musicgan.data.shards import DataError
-
-    return (ConfigError, BuildError, DataError, CheckpointError, ConditionError, FileNotFoundError, PermissionError)
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -447,21 +631,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(func, args) -> int:
-    """Run a parsed command; user mistakes become one ``error:`` line and exit 2."""
+    """Run a parsed command; a user mistake becomes one ``error:`` line and exit status 2.
+
+    :class:`UserError` is caught as the base class, so the error path imports nothing: whatever
+    raised it was imported already.
+    """
     try:
         return int(func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except user_errors() as e:
+    except (UserError, FileNotFoundError, PermissionError) as e:
         if os.environ.get("MUSICGAN_DEBUG"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as e:  # the last line of defence: one readable line, not a traceback
         if os.environ.get("MUSICGAN_DEBUG"):
             raise
-        print(f"error: unexpected {type(e).__name__}: {e}\n(set MUSICGAN_DEBUG=1 for the traceback)",
+        print(f"error: unexpected {type(e).__name__}: {one_line(e)} (set MUSICGAN_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 1
 

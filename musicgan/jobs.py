@@ -10,6 +10,7 @@ what to do. It never turns authentication off.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import time
@@ -19,6 +20,8 @@ from musicgan.config import ConfigError
 
 COMMANDS = {"data": ["data", "build"], "train": ["train"], "tune": ["tune"], "serve": ["serve"]}
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+# Ray's submission ids (raysubmit_XXXXXXXXXXXXXXXX), driver job ids (hex) and custom ids; they go into URLs.
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # What a working_dir upload leaves out: environments, outputs and data are big and node-local.
 EXCLUDES = [".venv", ".git", "demo", "runs", "models", "data", "**/__pycache__", "*.parquet", "*.egg-info"]
 
@@ -159,7 +162,18 @@ def summary_text(c, job_id: str, status, address: str, show_logs: bool) -> str:
     return "\n".join(lines)
 
 
+def check_job_id(action: str, job_id: str | None) -> None:
+    """A job id is given and looks like one, checked before connecting to anything."""
+    if not job_id:
+        raise SubmitError(f"musicgan jobs {action} needs a job id (see musicgan jobs list)")
+    if not JOB_ID.fullmatch(job_id):
+        raise SubmitError(f"{job_id!r} is not a Ray job id: letters, digits, '_', '-' and '.', like "
+                          "raysubmit_a1B2c3D4e5F6g7H8 (see musicgan jobs list)")
+
+
 def jobs_command(action: str, job_id: str | None, address: str, follow: bool = False, out=sys.stdout) -> int:
+    if action != "list":
+        check_job_id(action, job_id)
     c = client(address)
     if action == "list":
         jobs = sorted(c.list_jobs(), key=lambda j: j.start_time or 0)
@@ -169,8 +183,6 @@ def jobs_command(action: str, job_id: str | None, address: str, follow: bool = F
             print(f"{(j.submission_id or j.job_id or '-'):28s} {j.status.value:10s} {started:20s} {j.entrypoint}",
                   file=out)
         return 0
-    if not job_id:
-        raise SubmitError(f"musicgan jobs {action} needs a job id (see musicgan jobs list)")
     try:
         if action == "status":
             info = c.get_job_info(job_id)
