@@ -53,7 +53,8 @@ def run(preset: str, precision: str, steps: int, device: torch.device) -> dict:
         g = torch.nn.parallel.DistributedDataParallel(g, device_ids=ids, broadcast_buffers=False)
         d = torch.nn.parallel.DistributedDataParallel(d, device_ids=ids, broadcast_buffers=False)
     gan = make_gan(g, d, cfg)
-    before = [p.detach().clone() for p in list(g.parameters()) + list(d.parameters())]
+    named = [("G." + n, p) for n, p in g.named_parameters()] + [("D." + n, p) for n, p in d.named_parameters()]
+    before = [p.detach().clone() for _, p in named]
     gen = torch.Generator().manual_seed(1)
     bs = cfg.train.batch_size_per_worker
 
@@ -71,12 +72,14 @@ def run(preset: str, precision: str, steps: int, device: torch.device) -> dict:
 
     train(gan, batches(), cfg, on_step, device)
     finite = all(math.isfinite(v) for m in losses for v in m.values())
-    moved = sum(not torch.equal(a, b.detach()) for a, b in zip(before, list(g.parameters()) + list(d.parameters())))
+    still = [n for a, (n, p) in zip(before, named) if torch.equal(a, p.detach())]
+    moved = len(before) - len(still)
     step_s = (times[-1] - times[2]) / max(len(times) - 3, 1)  # the first 3 steps warm up
     out = {"preset": preset, "precision": precision, "batch": bs, "critic_steps": cfg.loss.critic_steps,
            "g_params_M": round(sum(p.numel() for p in g.parameters()) / 1e6, 2),
            "d_params_M": round(sum(p.numel() for p in d.parameters()) / 1e6, 2),
            "step_s": round(step_s, 4), "losses_finite": finite, "params_moved": f"{moved}/{len(before)}",
+           "params_unmoved": still,
            "last": {k: round(v, 4) for k, v in losses[-1].items()}}
     print(json.dumps(out), flush=True)
     return out
