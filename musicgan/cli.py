@@ -26,6 +26,7 @@ _CHECKPOINT_DIR = re.compile(r"checkpoint_\d+")
 _REGISTRY_REF = re.compile(r"latest|v\d+")
 MAKE_DATA = "musicgan data build --source bach|folk|notes|PATH --out {path}"
 MAKE_RUN = "musicgan train --data DATA --run-dir {path}"
+MODEL_HELP = "a run folder (its latest checkpoint), a checkpoint folder, or a registry version (models/NAME/latest)"
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,6 +65,28 @@ def _command(sub, name: str, help: str, description: str, example: str) -> Parse
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+class _OldName(argparse.Action):
+    """A flag's old spelling: it still works for this release, with a one-line note on stderr."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is deprecated and goes in the next release; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _model_option(parser, old: str | None, help: str) -> None:
+    """``--model``: one name for a run, a checkpoint or a registry version, required; ``old`` still works."""
+    if old is None:
+        parser.add_argument("--model", required=True, help=help)
+        return
+    parser.add_argument("--model", default=None, help=help + " (required)")
+    parser.add_argument(old, dest="model", action=_OldName, new="--model")
+    parser.set_defaults(required_model=parser)
+
+
 def _is_uri(path: str) -> bool:
     return "://" in str(path)
 
@@ -94,34 +117,26 @@ def require_data(data_dir: str) -> dict | None:
     return manifest
 
 
-def require_checkpoint(path: str) -> None:
-    """A local checkpoint folder, or a run folder with ``checkpoint_NNNNNN`` in it (as
-    ``checkpoint.find_latest`` looks), else a :class:`MissingError` saying how to train one. URIs are
-    left to the reader."""
-    if _is_uri(path):
-        return
-    make = MAKE_RUN.format(path=path)
-    if not os.path.exists(path):
-        raise MissingError(f"{path} does not exist; train a model with `{make}`")
-    names = os.listdir(path) if os.path.isdir(path) else []
-    if not ({"config.json", "generator_ema.pt"} <= set(names) or any(_CHECKPOINT_DIR.fullmatch(n) for n in names)):
-        raise MissingError(f"{path} holds no checkpoint; train a model with `{make}`")
-
-
 def require_model(ref: str) -> None:
-    """A local model reference that exists (registry pointer or version, run or checkpoint folder), else a
-    :class:`MissingError` saying which command makes it. URIs are left to the registry."""
-    if _is_uri(ref) or os.path.exists(ref):
+    """A local model reference that holds a checkpoint: a registry pointer (``REG/NAME/latest``), name
+    or version, a run folder or a checkpoint folder. Else a :class:`MissingError` that says which
+    command makes it. URIs are left to the registry."""
+    if _is_uri(ref):
         return
-    ref = ref.rstrip("/")
-    leaf = os.path.basename(ref)
-    if _REGISTRY_REF.fullmatch(leaf):
-        name_dir = os.path.dirname(ref)
-        registry, name = os.path.dirname(name_dir) or ".", os.path.basename(name_dir) or "NAME"
-        raise MissingError(f"model {ref} does not exist; promote a trained run with `musicgan promote --from RUN "
-                           f"--registry {registry} --name {name}` (train one with `{MAKE_RUN.format(path='RUN')}`)")
-    raise MissingError(f"model {ref} does not exist; train one with `{MAKE_RUN.format(path=ref)}`, or name a "
-                       "registry version (models/NAME/latest) made by `musicgan promote`")
+    leaf = os.path.basename(ref.rstrip("/"))
+    if not os.path.exists(ref):
+        if _REGISTRY_REF.fullmatch(leaf):
+            name_dir = os.path.dirname(ref.rstrip("/"))
+            registry, name = os.path.dirname(name_dir) or ".", os.path.basename(name_dir) or "NAME"
+            raise MissingError(f"model {ref} does not exist; promote a trained run with `musicgan promote --model "
+                               f"RUN --registry {registry} --name {name}` (train one with "
+                               f"`{MAKE_RUN.format(path='RUN')}`)")
+        raise MissingError(f"model {ref} does not exist; train one with `{MAKE_RUN.format(path=ref)}` (a registry "
+                           "version, models/NAME/latest, is made by `musicgan promote`)")
+    names = set(os.listdir(ref)) if os.path.isdir(ref) else set()
+    if not (leaf == "latest" and os.path.isfile(ref)) and not names & {"model.json", "latest"} and \
+            not {"config.json", "generator_ema.pt"} <= names and not any(_CHECKPOINT_DIR.fullmatch(n) for n in names):
+        raise MissingError(f"{ref} holds no checkpoint; train a model with `{MAKE_RUN.format(path=ref)}`")
 
 
 def require_source(source: str) -> None:
@@ -288,6 +303,7 @@ def add_train_parsers(sub) -> None:
     _preset_option(t, "cpu", "pianoroll presets cpu*, gpu; audio-* for audio data (the spectrogram GAN)")
     t.add_argument("--workers", type=_positive, default=None, help="Ray Train workers (default: the preset's)")
     t.add_argument("--steps", type=_positive, default=None, help="generator steps (default: the preset's)")
+    t.add_argument("--seed", type=int, default=None, help="random seed, train.seed (default: the config's, 0)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable)")
     t.add_argument("--dry-run", action="store_true",
@@ -298,8 +314,8 @@ def add_train_parsers(sub) -> None:
                  description=("Generate from a trained generator (its EMA copy). Pianoroll models write MIDI, WAV and\n"
                               "a pianoroll PNG per phrase; audio models write WAV clips (Griffin-Lim) and a\n"
                               "spectrogram PNG. The same --seed gives the same files."),
-                 example="musicgan sample --checkpoint runs/bach --n 8 --out samples --seed 3")
-    s.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (its latest checkpoint)")
+                 example="musicgan sample --model runs/bach --n 8 --out samples --seed 3")
+    _model_option(s, "--checkpoint", MODEL_HELP)
     s.add_argument("--n", type=_positive, default=8, help="phrases to generate (default 8)")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
@@ -317,13 +333,13 @@ def add_train_parsers(sub) -> None:
                               "the music metrics, voice measures and C2ST, each against its target (audio models:\n"
                               "pitch accuracy, Frechet mel-statistics distance, diversity). Prints a table and\n"
                               "writes it as JSON."),
-                 example="musicgan evaluate --checkpoint runs/bach --data data/bach --n 1000")
-    e.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (its latest checkpoint)")
+                 example="musicgan evaluate --model runs/bach --data data/bach --n 1000")
+    _model_option(e, "--checkpoint", MODEL_HELP)
     e.add_argument("--data", required=True, help="the data build it was trained on")
     e.add_argument("--n", type=_positive, default=1000, help="phrases to generate (default 1000)")
     e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     e.add_argument("--json", default=None, help="where to write the table as JSON (default: evaluation-CHECKPOINT.json "
-                   "in the run folder, beside the checkpoint; never inside it)")
+                   "in the run folder, beside the checkpoint; never inside it; needed for a registry version)")
     e.set_defaults(func=cmd_evaluate)
 
 
@@ -335,6 +351,8 @@ def resolve_train_config(args):
         overrides.append(f"train.num_workers={args.workers}")
     if args.steps:
         overrides.append(f"train.total_steps={args.steps}")
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
     return load_preset(args.preset, overrides)
 
 
@@ -393,14 +411,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    require_checkpoint(args.checkpoint)
+    require_model(args.model)
     from pathlib import Path
 
-    from musicgan.checkpoint import find_latest, load_generator
+    from musicgan.checkpoint import load_generator
     from musicgan.gan import generate
+    from musicgan.registry import resolve
     from musicgan.render import write_samples
 
-    path = find_latest(args.checkpoint)
+    path, _ = resolve(args.model)
     g, cfg, data, meta = load_generator(path)
     if cfg.model.family == "spectrogram":
         return _sample_audio(args, g, data, meta, path)
@@ -445,16 +464,18 @@ def _sample_audio(args, g, data, meta, path) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    require_checkpoint(args.checkpoint)
+    require_model(args.model)
     require_data(args.data)
-    from musicgan.checkpoint import find_latest, read_meta
+    from musicgan.checkpoint import read_meta
     from musicgan.evaluate import audio_table_text, evaluate, evaluate_audio, table_text
+    from musicgan.registry import resolve
 
-    if read_meta(find_latest(args.checkpoint))["config"]["model"]["family"] == "spectrogram":
-        report = evaluate_audio(args.checkpoint, args.data, n=min(args.n, 256), seed=args.seed, json_path=args.json)
+    path, _ = resolve(args.model)
+    if read_meta(path)["config"]["model"]["family"] == "spectrogram":
+        report = evaluate_audio(str(path), args.data, n=min(args.n, 256), seed=args.seed, json_path=args.json)
         print(audio_table_text(report))
         return 0
-    report = evaluate(args.checkpoint, args.data, n=args.n, seed=args.seed, json_path=args.json)
+    report = evaluate(str(path), args.data, n=args.n, seed=args.seed, json_path=args.json)
     print(table_text(report))
     return 0
 
@@ -490,19 +511,19 @@ def cmd_tune(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    if not _is_uri(args.source) and not os.path.exists(args.source):
-        raise MissingError(f"{args.source} does not exist; make a run to promote with "
-                           f"`{MAKE_RUN.format(path=args.source)}` or `musicgan tune --data DATA --run-dir "
-                           f"{args.source}`")
+    if not _is_uri(args.model) and not os.path.exists(args.model):
+        raise MissingError(f"{args.model} does not exist; make a run to promote with "
+                           f"`{MAKE_RUN.format(path=args.model)}` or `musicgan tune --data DATA --run-dir "
+                           f"{args.model}`")
     from musicgan.registry import promote, summary_text
 
-    print(summary_text(promote(args.source, args.registry, args.name)))
+    print(summary_text(promote(args.model, args.registry, args.name)))
     return 0
 
 
 def cmd_serve(args) -> int:
     require_model(args.model)
-    from serving.app import serve_until_interrupted
+    from musicgan.serve_cli import serve_until_interrupted
 
     return serve_until_interrupted(args.model, host=args.host, port=args.port, replicas=args.replicas,
                                    threads=args.threads)
@@ -593,10 +614,11 @@ def add_tune_parsers(sub) -> None:
     p = _command(
         sub, "promote", help="copy a checkpoint into the model registry as a new version (what serving loads)",
         description=("Copy a checkpoint into REGISTRY/NAME/vN (checkpoint, config, metrics, provenance) and\n"
-                     "point REGISTRY/NAME/latest at it. --from takes a search run (its best trial), a training\n"
+                     "point REGISTRY/NAME/latest at it. --model takes a search run (its best trial), a training\n"
                      "run (its latest checkpoint) or a checkpoint folder. REGISTRY may be a pyarrow URI."),
-        example="musicgan promote --from runs/search --registry models --name bach")
-    p.add_argument("--from", dest="source", required=True, help="search run, training run or checkpoint folder")
+        example="musicgan promote --model runs/search --registry models --name bach")
+    _model_option(p, "--from", "what to promote: a search run (its best trial), a training run (its latest "
+                  "checkpoint) or a checkpoint folder")
     p.add_argument("--registry", default="models", help="registry folder or URI (default ./models)")
     p.add_argument("--name", required=True, help="model name (letters, digits, . _ -)")
     p.set_defaults(func=cmd_promote)
@@ -627,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
         args.rest = rest  # everything not submit's own goes to the submitted command
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if getattr(args, "required_model", None) and args.model is None:
+        args.required_model.error("the following arguments are required: --model")
     return run_command(lambda a: a.func(a), args)
 
 

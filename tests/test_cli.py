@@ -39,10 +39,12 @@ def fake_build(folder: Path, kind: str = "pianoroll", train_examples: int = 200)
 ERRORS = {
     "missing data": (["train", "--data", "{tmp}/nope", "--run-dir", "{tmp}/r"], "musicgan data build"),
     "data without manifest": (["train", "--data", "{tmp}", "--run-dir", "{tmp}/r"], "musicgan data build"),
-    "missing checkpoint": (["sample", "--checkpoint", "{tmp}/nope", "--out", "{tmp}/s"], "musicgan train"),
-    "run without checkpoint": (["evaluate", "--checkpoint", "{tmp}", "--data", "{tmp}"], "musicgan train"),
-    "missing model": (["serve", "--model", "{tmp}/models/bach/latest"], "musicgan promote --from RUN --registry"),
-    "missing promote source": (["promote", "--from", "{tmp}/nope", "--name", "x"], "musicgan train"),
+    "missing checkpoint": (["sample", "--model", "{tmp}/nope", "--out", "{tmp}/s"], "musicgan train"),
+    "run without checkpoint": (["evaluate", "--model", "{tmp}", "--data", "{tmp}"], "musicgan train"),
+    "missing model": (["serve", "--model", "{tmp}/models/bach/latest"], "musicgan promote --model RUN --registry"),
+    "missing registry model": (["sample", "--model", "{tmp}/models/bach/v3", "--out", "{tmp}/s"],
+                               "--registry {tmp}/models --name bach"),
+    "missing promote source": (["promote", "--model", "{tmp}/nope", "--name", "x"], "musicgan train"),
     "unknown preset": (["train", "--data", "d", "--run-dir", "r", "--preset", "huge"], "unknown preset 'huge'"),
     "bad --set key": (["train", "--data", "{tmp}/nope", "--run-dir", "r", "--set", "optim.lr=1"],
                       "unknown config key 'optim.lr'"),
@@ -59,7 +61,7 @@ def test_user_errors_are_one_fast_line_with_exit_2_and_what_to_run(case, tmp_pat
     out = run(*[a.format(tmp=tmp_path) for a in args], cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     lines = out.stderr.splitlines()
-    assert len(lines) == 1 and "error:" in lines[0] and hint in lines[0], out.stderr
+    assert len(lines) == 1 and "error:" in lines[0] and hint.format(tmp=tmp_path) in lines[0], out.stderr
     assert out.stdout == ""
     # measured at 0.05-0.1 s of CPU (0.2-1 s wall on the loaded two-core machine); before: 1.5-20 s
     assert out.seconds < 5, out.seconds
@@ -195,3 +197,32 @@ def test_submit_data_and_submit_data_build_send_the_same_command(monkeypatch):
     for words in (["data"], ["data", "build"]):
         assert cli.main(["submit", *words, "--source", "bach", "--out", "/s/d", "--address", "http://h:8265"]) == 0
     assert sent == ["musicgan data build --source bach --out /s/d"] * 2
+
+
+def test_model_names_a_run_a_checkpoint_or_a_registry_version_and_old_names_still_work(tmp_path, capsys):
+    from tests.test_registry import make_run
+
+    run_dir, _ = make_run(tmp_path)
+    reg = tmp_path / "models"
+    assert cli.main(["promote", "--model", str(run_dir), "--registry", str(reg), "--name", "m"]) == 0
+    assert cli.main(["promote", "--from", str(run_dir / "checkpoint_000003"), "--registry", str(reg),
+                     "--name", "m"]) == 0
+    err = capsys.readouterr().err
+    assert err == "note: --from is deprecated and goes in the next release; use --model\n"
+    # latest is v2, the copy of checkpoint_000003
+    refs = {reg / "m" / "latest": 3, reg / "m" / "v1": 6, run_dir: 6, run_dir / "checkpoint_000003": 3}
+    for i, (ref, step) in enumerate(refs.items()):
+        assert cli.main(["sample", "--model", str(ref), "--n", "2", "--out", str(tmp_path / f"s{i}"), "--no-wav"]) == 0
+        assert f"(step {step}, seed 0)" in capsys.readouterr().out
+        assert len(list((tmp_path / f"s{i}").glob("*.mid"))) == 2
+    assert cli.main(["sample", "--checkpoint", str(run_dir), "--n", "1", "--out", str(tmp_path / "old")]) == 0
+    assert "--checkpoint is deprecated" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["sample", "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2 and "required: --model" in capsys.readouterr().err
+
+
+def test_train_seed_sets_train_seed(tmp_path):
+    data = fake_build(tmp_path / "data")
+    out = run("train", "--data", data, "--run-dir", tmp_path / "r", "--seed", "7", "--dry-run")
+    assert out.returncode == 0 and '"seed": 7' in out.stdout, out.stderr
