@@ -66,7 +66,7 @@ def run_demo(out: str, workers: int = 2, steps: int | None = None, preset: str =
     print(promote_summary(record), flush=True)
     if not serve:
         return 0
-    from serving.app import serve_until_interrupted
+    from musicgan.serve_cli import serve_until_interrupted
 
     print("\n== serve: Ray Serve on 127.0.0.1", flush=True)
     return serve_until_interrupted(str(root / "models" / "bach" / "latest"), port=port, check=True)

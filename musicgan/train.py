@@ -410,7 +410,7 @@ def summary_text(result, run_dir: str) -> str:
                          f"ratio {f('FMD_ratio')}), diversity {f('diversity')}")
             lines.append(f"  pitch accuracy {f('pitch_accuracy')} (training clips {f('pitch_accuracy_real')}, "
                          f"ratio {f('pitch_accuracy_ratio')}); pYIN on Griffin-Lim audio")
-            lines.append(f"  next         musicgan sample --checkpoint {run} --pitch 60 --instrument all "
+            lines.append(f"  next         musicgan sample --model {run} --pitch 60 --instrument all "
                          f"--out {run / 'samples' / 'final'}")
             return "\n".join(lines)
         lines.append(f"  step {last['step']}: FMD {f('FMD')} (untrained {f('FMD_untrained')}, training "
@@ -427,5 +427,5 @@ def summary_text(result, run_dir: str) -> str:
             lines.append("  metric       " + "  ".join(f"{short.get(k, k):>9}" for k in keys))
             lines.append("  generated    " + "  ".join(f"{v('gen/' + k):>9}" for k in keys))
             lines.append("  held-out     " + "  ".join(f"{v('real/' + k):>9}" for k in keys))
-    lines.append(f"  next         musicgan sample --checkpoint {run} --n 8 --out {run / 'samples' / 'final'}")
+    lines.append(f"  next         musicgan sample --model {run} --n 8 --out {run / 'samples' / 'final'}")
     return "\n".join(lines)

@@ -54,7 +54,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from ray import serve
 
-from musicgan.serve_cli import serve_until_interrupted  # noqa: F401  moved; musicgan.cli and demo still import it here
 from serving.http_edge import BodyLimit, StrictJSONRoute, header_value, validation_error
 from serving.model import LoadedModel, generate_isolated, pointer_of, read_pointer
 from serving.render import join_phrases, render, render_audio

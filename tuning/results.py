@@ -284,5 +284,5 @@ def summary_text(rows: list[TrialRow], run: Path, total_steps: int, top: int = 8
         if r.error:
             lines.append(f"  trial {r.trial_id} failed: {r.error}")
     lines.append(f"  files        {run}/results.csv, results.md, objective.png, best.json")
-    lines.append(f"  next         musicgan promote --from {run} --registry models --name NAME")
+    lines.append(f"  next         musicgan promote --model {run} --registry models --name NAME")
     return "\n".join(lines)

@@ -25,7 +25,7 @@ The objective (``--objective``), lower is better, reported at every evaluation:
   ``auto`` picks it for them). FMD stays in the results table either way, and the summary names
   the trial FMD alone would have promoted, with both trials' voice measures.
 
-Promotion (``--promote``, ``musicgan promote --from RUN``) takes best.json's ``best``: the best
+Promotion (``--promote``, ``musicgan promote --model RUN``) takes best.json's ``best``: the best
 trial by the objective.
 
 Layout of a search run directory::
