@@ -35,6 +35,7 @@ import torch
 
 from musicgan.config import Config, from_dict, to_dict
 from musicgan.errors import UserError
+from musicgan.families import family_for_kind
 from musicgan.gan import GAN, unwrap
 
 FILES = ("generator.pt", "critic.pt", "generator_ema.pt", "optim_g.pt", "optim_d.pt", "state.pt", "config.json")
@@ -57,10 +58,7 @@ def data_info(manifest: dict) -> dict:
         "labels": manifest["labels"], "bars": fc["bars"], "steps_per_bar": fc["steps_per_bar"],
         "pitch_low": fc["pitch_low"], "track_names": fc["track_names"],
     }
-    if manifest["kind"] == "mel":  # the spectrogram GAN's conditions and the dB scale it works in
-        stats = manifest.get("track_stats", {})
-        info.update(pitches=manifest.get("pitches", []), instruments=manifest.get("instruments", []),
-                    db_mean=stats.get("mean_db", -50.0), db_std=stats.get("std_db", 25.0))
+    info.update(family_for_kind(manifest["kind"]).data_info(manifest))
     return info
 
 

@@ -18,8 +18,6 @@ from musicgan.errors import EXIT_USER_ERROR, MissingError, UserError, one_line
 
 # The embedded sources of ``musicgan.data.build`` (EMBEDDED there; a test keeps the two equal).
 SOURCES = ("bach", "folk", "bach-audio", "notes")
-# The feature kind each model family trains on, as ``musicgan.train.fit`` checks it.
-FEATURE_KIND = {"pianoroll": "pianoroll", "spectrogram": "mel"}
 # ``musicgan.data.shards`` MANIFEST and FORMAT (a test keeps them equal); read here without pyarrow.
 MANIFEST, SHARDS_FORMAT = "manifest.json", "musicgan-shards/1"
 _CHECKPOINT_DIR = re.compile(r"checkpoint_\d+")
@@ -364,17 +362,14 @@ def check_train(cfg, data_dir: str, run_dir: str) -> dict:
     model (a resumed run). Reads files only: writes nothing, imports no torch or Ray.
     """
     from musicgan.config import ConfigError, to_dict
+    from musicgan.families import check_feature_kind
 
     manifest = require_data(data_dir)
     if manifest is None:  # a URI: through pyarrow
         from musicgan.data.shards import load_manifest
 
         manifest = load_manifest(data_dir)
-    needs = FEATURE_KIND[cfg.model.family]
-    if manifest["kind"] != needs:
-        hint = "--preset audio-cpu" if manifest["kind"] == "mel" else "a pianoroll preset (cpu, gpu)"
-        raise ConfigError(f"{data_dir} holds {manifest['kind']} features, but model.family {cfg.model.family} "
-                          f"needs {needs}; use {hint}")
+    check_feature_kind(cfg, manifest, data_dir)
     train_examples = manifest["counts"]["train_examples"]
     if train_examples // cfg.train.num_workers < cfg.train.batch_size_per_worker:
         raise ConfigError(f"{train_examples} training phrases are too few for "
@@ -412,17 +407,22 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
     require_model(args.model)
-    from pathlib import Path
-
     from musicgan.checkpoint import load_generator
-    from musicgan.gan import generate
+    from musicgan.families import get_family
     from musicgan.registry import resolve
-    from musicgan.render import write_samples
 
     path, _ = resolve(args.model)
     g, cfg, data, meta = load_generator(path)
-    if cfg.model.family == "spectrogram":
-        return _sample_audio(args, g, data, meta, path)
+    return get_family(cfg.model.family).sample(args, g, data, meta, path)
+
+
+def sample_pianoroll(args, g, data, meta, path) -> int:
+    """``musicgan sample`` for a pianoroll model: MIDI, WAV and a pianoroll PNG."""
+    from pathlib import Path
+
+    from musicgan.gan import generate
+    from musicgan.render import write_samples
+
     rolls = generate(g, args.n, seed=args.seed, temperature=args.temperature).numpy()
     written = write_samples(rolls, data, args.out, wav=not args.no_wav)
     print(f"sample: {args.n} phrases from {path} (step {meta['step']}, seed {args.seed})")
@@ -433,7 +433,7 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def _sample_audio(args, g, data, meta, path) -> int:
+def sample_audio(args, g, data, meta, path) -> int:
     """``musicgan sample`` for a spectrogram model: WAVs (Griffin-Lim) and a spectrogram PNG."""
     import torch
 
@@ -467,16 +467,13 @@ def cmd_evaluate(args) -> int:
     require_model(args.model)
     require_data(args.data)
     from musicgan.checkpoint import read_meta
-    from musicgan.evaluate import audio_table_text, evaluate, evaluate_audio, table_text
+    from musicgan.families import get_family
     from musicgan.registry import resolve
 
     path, _ = resolve(args.model)
-    if read_meta(path)["config"]["model"]["family"] == "spectrogram":
-        report = evaluate_audio(str(path), args.data, n=min(args.n, 256), seed=args.seed, json_path=args.json)
-        print(audio_table_text(report))
-        return 0
-    report = evaluate(str(path), args.data, n=args.n, seed=args.seed, json_path=args.json)
-    print(table_text(report))
+    family = get_family(read_meta(path)["config"]["model"]["family"])
+    report = family.evaluate(str(path), args.data, n=args.n, seed=args.seed, json_path=args.json)
+    print(family.table_text(report))
     return 0
 
 

@@ -20,6 +20,9 @@ class ConfigError(UserError, ValueError):
     """A config value or override that cannot be applied."""
 
 
+FEATURE_KINDS = ("pianoroll", "mel")  # what musicgan.data.build makes: from MIDI, from audio
+
+
 @dataclass
 class FeatureConfig:
     """How music becomes the tensors in the shards. Its hash names a data build."""
@@ -84,7 +87,7 @@ class FeatureConfig:
         return [self.n_tracks, self.steps_per_phrase, self.n_pitches]
 
     def validate(self) -> "FeatureConfig":
-        if self.kind not in ("pianoroll", "mel"):
+        if self.kind not in FEATURE_KINDS:
             raise ConfigError(f"features.kind must be 'pianoroll' or 'mel', not {self.kind!r}")
         if self.bars < 1 or self.hop_bars < 1:
             raise ConfigError("bars and hop_bars must be at least 1")
@@ -325,23 +328,25 @@ class Config:
     """The preset this config started from (informational)."""
 
     def validate(self) -> "Config":
-        if self.model.family not in ("pianoroll", "spectrogram"):
-            raise ConfigError(f"model.family must be 'pianoroll' or 'spectrogram', not {self.model.family!r}")
+        from musicgan.families import FAMILIES, get_family
+
+        family = get_family(self.model.family)
+        with_voices = " or ".join(f.name for f in FAMILIES.values() if f.voice_measures)
         if self.model.output not in ("monophonic", "binary"):
             raise ConfigError(f"model.output must be 'monophonic' or 'binary', not {self.model.output!r}")
         if self.loss.kind not in ("wgan-gp", "hinge"):
             raise ConfigError(f"loss.kind must be 'wgan-gp' or 'hinge', not {self.loss.kind!r}")
         if self.loss.critic_steps < 1:
             raise ConfigError("loss.critic_steps must be at least 1")
-        if self.model.leap_prior and (self.model.family != "pianoroll" or self.model.output != "monophonic"):
-            raise ConfigError("model.leap_prior needs the pianoroll family with monophonic output (one pitch "
+        if self.model.leap_prior and (not family.voice_measures or self.model.output != "monophonic"):
+            raise ConfigError(f"model.leap_prior needs the {with_voices} family with monophonic output (one pitch "
                               "per voice and step)")
         for name in ("voice_stats_weight", "parallels_weight", "vertical_weight"):
             weight = getattr(self.loss, name)
             if weight < 0:
                 raise ConfigError(f"loss.{name} must be at least 0, not {weight}")
-            if weight > 0 and self.model.family != "pianoroll":
-                raise ConfigError(f"loss.{name} compares voices: it needs the pianoroll family")
+            if weight > 0 and not family.voice_measures:
+                raise ConfigError(f"loss.{name} compares voices: it needs the {with_voices} family")
         if self.train.precision not in ("fp32", "bf16"):
             raise ConfigError(f"train.precision must be 'fp32' or 'bf16', not {self.train.precision!r}")
         for name in ("total_steps", "batch_size_per_worker", "num_workers", "checkpoint_every_steps",

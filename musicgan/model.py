@@ -279,8 +279,6 @@ def build_models(model_cfg, example_shape: list[int], bars: int, n_labels: int) 
 
 def build_for_data(model_cfg, data: dict):
     """The generator and critic for ``model_cfg.family``, shaped by a checkpoint's data info."""
-    if model_cfg.family == "spectrogram":
-        from musicgan.audio_model import build_spectrogram_models
+    from musicgan.families import get_family
 
-        return build_spectrogram_models(model_cfg, data)
-    return build_models(model_cfg, data["example_shape"], data["bars"], len(data["labels"]))
+    return get_family(model_cfg.family).build(model_cfg, data)

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from musicgan import checkpoint as ckpt
-from musicgan import metrics as M
 from musicgan.config import Config, ConfigError, from_dict, to_dict
+from musicgan.families import check_feature_kind, family_for_kind, get_family
 from musicgan.gan import generate, make_gan, train
 from musicgan.model import build_for_data
 
@@ -154,31 +154,15 @@ class RunLog:
         self.tb.flush()
 
     def samples(self, step: int, fake: np.ndarray) -> None:
-        from musicgan.render import pianoroll_png, to_midi
-
         out = self.dir / "samples" / f"step_{step:06d}"
         out.mkdir(parents=True, exist_ok=True)
-        if self.data.get("kind") == "mel":
-            from musicgan.render import write_audio_samples
-
-            write_audio_samples(fake[:8], self.data, out, title=f"step {step}")
-            return
-        for i in range(min(4, len(fake))):
-            to_midi(fake[i], self.data).write(str(out / f"sample_{i}.mid"))
-        pianoroll_png(fake[:8], self.data, out / "pianoroll.png", title=f"step {step}")
+        family_for_kind(self.data["kind"]).write_run_samples(fake, self.data, out, step)
 
     def plots(self) -> None:
         from musicgan.render import metric_plot
 
         metric_plot(self.rows, ["d_loss", "g_loss", "wasserstein"], self.dir / "losses.png", "losses")
-        if self.data.get("kind") == "mel":
-            metric_plot(self.rows, ["aux_real", "aux_fake"], self.dir / "classifier.png", "auxiliary classifier loss")
-            metric_plot(self.rows, ["FMD", "diversity", "pitch_accuracy", "pitch_accuracy_real"],
-                        self.dir / "metrics.png", "metrics")
-            return
-        metric_plot(self.rows, ["quality", "targets_missed", "FMD", "C2ST", "diversity", "copies", "gen/QN", "gen/UPC",
-                                *(f"ratio/{k}" for k in RATIO_KEYS), "vertical_distance"], self.dir / "metrics.png",
-                    "metrics (ratio/*: generated / held-out)")
+        family_for_kind(self.data["kind"]).plot_run_metrics(self.rows, self.dir)
 
 
 def _threads(cfg: Config) -> int:
@@ -198,8 +182,7 @@ def train_func(config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.train.seed)  # same initial weights everywhere (DDP also broadcasts rank 0's)
 
-    n_labels = len(data["labels"])
-    audio = cfg.model.family == "spectrogram"
+    family = get_family(cfg.model.family)
     g, d = build_for_data(cfg.model, data)
     g, d = g.to(device), d.to(device)
     if world > 1:
@@ -218,18 +201,9 @@ def train_func(config: dict) -> None:
     if rank != 0 or not restored:
         torch.manual_seed(cfg.train.seed + 7919 * rank + gan.step)  # distinct, reproducible noise per rank
 
-    from musicgan.audio_model import normalize
-
     shard = ray.train.get_dataset_shard("train")
     bs = cfg.train.batch_size_per_worker
-    pitch_index = torch.zeros(128, dtype=torch.long, device=device)  # MIDI pitch -> the model's pitch index
-    for i, p in enumerate(data.get("pitches") or []):
-        pitch_index[p] = i
-
-    def conditions(b: dict, part: slice):
-        if audio:  # (pitch index, instrument index); unlabelled audio (-1) is condition 0
-            return torch.stack([pitch_index[b["pitch"][part].clamp_min(0)], b["instrument"][part].clamp_min(0)], 1)
-        return b["label"][part] if n_labels > 1 else None
+    to_tensors = family.batch_tensors(data, device)
 
     def batches():
         while True:
@@ -241,22 +215,13 @@ def train_func(config: dict) -> None:
                                               local_shuffle_buffer_size=cfg.train.shuffle_buffer_rows, device=device):
                 got += len(b["x"]) // bs
                 for i in range(len(b["x"]) // bs):
-                    part = slice(i * bs, (i + 1) * bs)
-                    x = b["x"][part].float()
-                    yield (normalize(x, data) if audio else x), conditions(b, part)
+                    yield to_tensors(b, slice(i * bs, (i + 1) * bs))
             if got == 0:
                 raise RuntimeError(f"worker {rank} received no full batch of {bs}; lower batch_size_per_worker")
 
     evaluator = log = None
     if rank == 0:
-        if audio:
-            from musicgan.evaluate import AudioEvaluator
-
-            evaluator = AudioEvaluator(config["data_dir"], data, cfg.train.eval_samples,
-                                       pitch_clips=min(64, cfg.train.eval_samples))
-        else:
-            evaluator = Evaluator(config["data_dir"], data, cfg.train.eval_samples,
-                                  fmd_untrained=config.get("untrained_fmd"))
+        evaluator = family.evaluator(config["data_dir"], data, cfg.train.eval_samples, config.get("untrained_fmd"))
         log = RunLog(run_dir, data, gan.step)
         with (run_dir / "events.jsonl").open("a") as f:  # one line per worker-group start: restarts are visible
             f.write(json.dumps({"event": "start", "time": time.time(), "step": gan.step, "world_size": world,
@@ -283,17 +248,7 @@ def train_func(config: dict) -> None:
             log.log(step, report)
             log.samples(step, fake)
             log.plots()
-            if audio:
-                print(f"[musicgan] eval @ {step}: FMD {quality['FMD']:.3f}  diversity {quality['diversity']:.2f}  "
-                      f"pitch accuracy {quality.get('pitch_accuracy', float('nan')):.2f} "
-                      f"(training clips {quality.get('pitch_accuracy_real', float('nan')):.2f})", flush=True)
-            else:
-                c2st = quality["C2ST"]
-                print(f"[musicgan] eval @ {step}: quality {quality['quality']:.2f} ({quality['targets_missed']} "
-                      f"targets missed)  FMD {quality['FMD']:.3f}  C2ST {'-' if c2st is None else f'{c2st:.2f}'}  "
-                      f"diversity {quality['diversity']:.2f}  leap {quality['gen/leap_semitones']:.2f} "
-                      f"(real {quality['real/leap_semitones']:.2f})  range {quality['gen/pitch_range']:.1f} "
-                      f"(real {quality['real/pitch_range']:.1f})", flush=True)
+            print(family.eval_line(step, quality), flush=True)
         if step % t.checkpoint_every_steps == 0 or last:
             name = f"checkpoint_{step:06d}"
             if rank == 0:
@@ -311,17 +266,7 @@ def untrained_fmd(cfg: Config, data: dict, data_dir: str) -> float:
     """FMD of the generator before any training (same seed, same architecture): the yardstick."""
     torch.manual_seed(cfg.train.seed)
     g, _ = build_for_data(cfg.model, data)
-    if cfg.model.family == "spectrogram":
-        from musicgan import audio_metrics as AM
-        from musicgan.audio_model import generate_grid
-        from musicgan.data.shards import ShardReader
-
-        fake = generate_grid(g, data, cfg.train.eval_samples, seed=1234)[0].numpy()
-        return AM.mel_fd(fake, ShardReader(data_dir, split=None).arrays(max_rows=1000)["x"])
-    fake = generate(g, cfg.train.eval_samples, seed=1234).numpy()
-    real = held_out(data_dir, 1000)["x"]  # as Evaluator's
-    return M.frechet_distance(M.statistics_vector(fake, data["steps_per_bar"], data["pitch_low"]),
-                              M.statistics_vector(real, data["steps_per_bar"], data["pitch_low"]))
+    return get_family(cfg.model.family).untrained_fmd(g, cfg.train.eval_samples, data, data_dir)
 
 
 def fit(cfg: Config, data_dir: str, run_dir: str, callbacks: list | None = None, init_checkpoint: str | None = None,
@@ -340,11 +285,7 @@ def fit(cfg: Config, data_dir: str, run_dir: str, callbacks: list | None = None,
     from musicgan.ray_utils import ensure_ray
 
     manifest = load_manifest(data_dir)
-    needs = {"pianoroll": "pianoroll", "spectrogram": "mel"}[cfg.model.family]
-    if manifest["kind"] != needs:
-        hint = "--preset audio-cpu" if manifest["kind"] == "mel" else "a pianoroll preset (cpu, gpu)"
-        raise ConfigError(f"{data_dir} holds {manifest['kind']} features, but model.family {cfg.model.family} "
-                          f"needs {needs}; use {hint}")
+    check_feature_kind(cfg, manifest, data_dir)
     data = ckpt.data_info(manifest)
     per_worker = manifest["counts"]["train_examples"] // cfg.train.num_workers
     if per_worker < cfg.train.batch_size_per_worker:
