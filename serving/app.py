@@ -54,11 +54,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from ray import serve
 
+from musicgan.families import get_family
 from serving.http_edge import BodyLimit, StrictJSONRoute, header_value, validation_error
 from serving.model import LoadedModel, generate_isolated, pointer_of, read_pointer
-from serving.render import join_phrases, render, render_audio
+from serving.render import join_phrases
 from serving.schema import (AUDIO_GAP_S, MAX_AUDIO_S, MAX_BODY_BYTES, MAX_PHRASES, MEDIA, REQUEST_TIMEOUT_S,
-                            GenerateRequest, check_family_fields, label_index, note_condition, phrases_of)
+                            GenerateRequest, label_index, note_condition, phrases_of)
 
 logger = logging.getLogger("ray.serve")
 
@@ -86,17 +87,58 @@ class Cost:
     what: str  # the request in words, for the messages
 
 
-def request_cost(body: GenerateRequest, model: LoadedModel) -> Cost:
-    """The cost of ``body`` (format already resolved); a 422 for an invalid ``n_bars``."""
+def audio_cost(body: GenerateRequest, model: LoadedModel) -> Cost:
+    """The cost of ``body`` (format already resolved) for a spectrogram (audio) model: clips, and
+    the WAV's seconds."""
     n = body.n_samples
-    if model.family == "spectrogram":
-        audio_s = n * model.fc.clip_seconds + (n - 1) * AUDIO_GAP_S if body.format in ("wav", "zip") else 0.0
-        return Cost(n, audio_s, f"{n} notes of {model.fc.clip_seconds:g} s")
+    audio_s = n * model.fc.clip_seconds + (n - 1) * AUDIO_GAP_S if body.format in ("wav", "zip") else 0.0
+    return Cost(n, audio_s, f"{n} notes of {model.fc.clip_seconds:g} s")
+
+
+def pianoroll_cost(body: GenerateRequest, model: LoadedModel) -> Cost:
+    """The cost of ``body`` (format already resolved) for a pianoroll model: phrases, and the WAV's
+    seconds at the request's tempo; a 422 for an invalid ``n_bars``."""
+    n = body.n_samples
     phrases = phrases_of(body, model)
     bars = phrases * model.phrase_bars
     # samples one after another with a bar of rest between (see serving.render); 4/4 bars
     audio_s = (n * bars + n - 1) * 4 * 60.0 / body.tempo_qpm if body.format == "wav" else 0.0
     return Cost(n * phrases, audio_s, f"{n} samples of {bars} bars at {body.tempo_qpm:g} qpm")
+
+
+def audio_request(body: GenerateRequest, model: LoadedModel, cost: Cost, seed: int, headers: dict):
+    """``(request, draw, inline)`` for a spectrogram (audio) model; adds the note's headers."""
+    from musicgan.audio_model import NoteRequest
+
+    cond = note_condition(body, model)
+    # one request for all its clips, from its seed; generate_mels makes them bit-identical
+    # whatever else shares the batched forward (its docstring says how)
+    req = NoteRequest(n=body.n_samples, seed=seed, pitch=cond[0], instrument=cond[1])
+    draw = functools.partial(get_family(model.family).render, fmt=body.format, model=model, seed=seed, cond=cond)
+    if model.pitches:
+        headers["X-Musicgan-Pitch"] = str(model.pitches[cond[0]])
+    if model.instruments:
+        headers["X-Musicgan-Instrument"] = header_value(model.instruments[cond[1]])
+    return req, draw, False  # every audio format runs Griffin-Lim or matplotlib, or summarises mels
+
+
+def pianoroll_request(body: GenerateRequest, model: LoadedModel, cost: Cost, seed: int, headers: dict):
+    """``(request, draw, inline)`` for a pianoroll model."""
+    from musicgan.gan import Request as GenRequest
+
+    render_rolls = get_family(model.family).render
+    phrases = cost.phrases // body.n_samples
+    label = label_index(body, model)
+    if body.threshold is not None and model.output != "binary":
+        raise HTTPException(422, "threshold applies to binary-output models; this one is monophonic: "
+                                 "use temperature")
+    req = GenRequest(n=body.n_samples * phrases, seed=seed, temperature=body.temperature or 0.0,
+                     threshold=body.threshold or 0.5, label=label, phrases_per_sample=phrases)
+
+    def draw(rolls):
+        return render_rolls(join_phrases(rolls, body.n_samples, phrases), body, model, seed)
+
+    return req, draw, body.format in ("midi", "json")  # well under a millisecond a phrase: no thread hop
 
 
 def check_cost(cost: Cost) -> None:
@@ -233,41 +275,15 @@ class MusicGAN:
 
     @app.post("/v1/generate", responses={200: {"content": {m: {} for m in MEDIA.values()}}})
     async def generate(self, body: GenerateRequest) -> Response:
-        from musicgan.gan import Request as GenRequest
-
         model = self.model
-        fmt = check_family_fields(body, model)
+        family = get_family(model.family)
+        fmt = family.check_request(body, model)
         body = body.model_copy(update={"format": fmt})
-        cost = request_cost(body, model)
+        cost = family.request_cost(body, model)
         check_cost(cost)  # 422 before any work
         seed = body.seed if body.seed is not None else random.SystemRandom().randrange(2**31)
         headers = {"X-Musicgan-Seed": str(seed), "X-Musicgan-Model": header_value(f"{model.name}/{model.version}")}
-        if model.family == "spectrogram":
-            from musicgan.audio_model import NoteRequest
-
-            cond = note_condition(body, model)
-            # one request for all its clips, from its seed; generate_mels makes them bit-identical
-            # whatever else shares the batched forward (its docstring says how)
-            req = NoteRequest(n=body.n_samples, seed=seed, pitch=cond[0], instrument=cond[1])
-            draw = functools.partial(render_audio, fmt=body.format, model=model, seed=seed, cond=cond)
-            if model.pitches:
-                headers["X-Musicgan-Pitch"] = str(model.pitches[cond[0]])
-            if model.instruments:
-                headers["X-Musicgan-Instrument"] = header_value(model.instruments[cond[1]])
-            inline = False  # every audio format runs Griffin-Lim or matplotlib, or summarises mels
-        else:
-            phrases = cost.phrases // body.n_samples
-            label = label_index(body, model)
-            if body.threshold is not None and model.output != "binary":
-                raise HTTPException(422, "threshold applies to binary-output models; this one is monophonic: "
-                                         "use temperature")
-            req = GenRequest(n=body.n_samples * phrases, seed=seed, temperature=body.temperature or 0.0,
-                             threshold=body.threshold or 0.5, label=label, phrases_per_sample=phrases)
-
-            def draw(rolls):
-                return render(join_phrases(rolls, body.n_samples, phrases), body, model, seed)
-
-            inline = body.format in ("midi", "json")  # well under a millisecond a phrase: no thread hop
+        req, draw, inline = family.make_request(body, model, cost, seed, headers)
         content = await self._produce(model, req, cost, draw, inline)
         if body.format in ("midi", "wav", "zip"):
             ext = {"midi": "mid", "wav": "wav", "zip": "zip"}[body.format]

@@ -5,12 +5,12 @@ one request's failure stays its own."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
-from serving.schema import (AUDIO_FORMATS, AUDIO_GAP_S, DEFAULT_FORMAT, MAX_AUDIO_S, MAX_BARS, MAX_BODY_BYTES,
-                            MAX_PHRASES, MAX_SAMPLES, MEDIA, REQUEST_TIMEOUT_S)
+from musicgan.families import get_family
+from serving.schema import (AUDIO_GAP_S, MAX_AUDIO_S, MAX_BARS, MAX_BODY_BYTES, MAX_PHRASES, MAX_SAMPLES,
+                            REQUEST_TIMEOUT_S)
 
 logger = logging.getLogger("ray.serve")  # a replica's log (only the name: this imports no Ray)
 
@@ -31,28 +31,36 @@ class LoadedModel:
         self.name = self.record.get("name") or Path(path).parent.name
         self.family = self.cfg.model.family
         self.output = getattr(self.g, "output", None)  # pianoroll only: "binary" or "monophonic"
-        if self.family == "spectrogram":
-            from musicgan.render import feature_config
+        from musicgan.render import feature_config
 
-            self.fc = feature_config(self.data)
-            self.pitches: list[int] = [int(p) for p in self.data.get("pitches") or []]
-            self.instruments: list[str] = list(self.data.get("instruments") or [])
+        self.fc = feature_config(self.data)
+        self.pitches: list[int] = [int(p) for p in self.data.get("pitches") or []]  # audio only
+        self.instruments: list[str] = list(self.data.get("instruments") or [])  # audio only
 
     def info(self) -> dict:
         rec = self.record
+        family = get_family(self.family)
         out = {"name": self.name, "version": self.version, "step": self.meta["step"], "family": self.family,
                "metrics": rec.get("metrics", {}), "provenance": public_provenance(rec.get("provenance", {})),
                "feature_config": self.data["feature_config"], "max_samples": MAX_SAMPLES,
                "limits": {"max_phrases": MAX_PHRASES, "max_audio_seconds": MAX_AUDIO_S,
                           "max_body_bytes": MAX_BODY_BYTES, "request_timeout_s": REQUEST_TIMEOUT_S},
-               "default_format": DEFAULT_FORMAT[self.family], "promoted_at": rec.get("promoted_at")}
-        if self.family == "spectrogram":
-            out.update(pitches=self.pitches, instruments=self.instruments, sample_rate_hz=self.fc.sample_rate_hz,
-                       clip_seconds=self.fc.clip_seconds, gap_seconds=AUDIO_GAP_S, formats=list(AUDIO_FORMATS))
-        else:
-            out.update(labels=self.labels, output=self.output, phrase_bars=self.phrase_bars, max_bars=MAX_BARS,
-                       formats=list(MEDIA))
+               "default_format": family.default_format, "promoted_at": rec.get("promoted_at")}
+        out.update(family.serving_fields(self))
         return out
+
+
+def pianoroll_fields(model: LoadedModel) -> dict:
+    """What ``GET /v1/model`` adds for a pianoroll model."""
+    return dict(labels=model.labels, output=model.output, phrase_bars=model.phrase_bars, max_bars=MAX_BARS,
+                formats=list(get_family(model.family).formats))
+
+
+def audio_fields(model: LoadedModel) -> dict:
+    """What ``GET /v1/model`` adds for a spectrogram (audio) model."""
+    return dict(pitches=model.pitches, instruments=model.instruments, sample_rate_hz=model.fc.sample_rate_hz,
+                clip_seconds=model.fc.clip_seconds, gap_seconds=AUDIO_GAP_S,
+                formats=list(get_family(model.family).formats))
 
 
 def _is_location(value: str) -> bool:
@@ -102,10 +110,7 @@ def generate_isolated(model: LoadedModel, requests: list) -> list:
     breaks it fails. Outputs do not depend on batch-mates, so a request run alone gets the bytes
     it would have got in the batch.
     """
-    from musicgan.audio_model import generate_mels
-    from musicgan.gan import generate_many
-
-    many = generate_mels if model.family == "spectrogram" else functools.partial(generate_many, return_exceptions=True)
+    many = get_family(model.family).generate_many
     try:
         return [r if isinstance(r, BaseException) else r.numpy() for r in many(model.g, requests)]
     except Exception as e:

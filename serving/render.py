@@ -16,7 +16,8 @@ import zipfile
 
 import numpy as np
 
-from serving.schema import AUDIO_GAP_S, DEFAULT_FORMAT, GenerateRequest
+from musicgan.families.pianoroll import PIANOROLL
+from serving.schema import AUDIO_GAP_S, GenerateRequest
 
 # --- pianoroll models ------------------------------------------------------------------------
 
@@ -54,7 +55,7 @@ def render(samples: np.ndarray, body: GenerateRequest, model, seed: int) -> byte
     """The response body for ``body.format``; pure function of its inputs (same seed, same bytes)."""
     from musicgan.render import midi_bytes, pianoroll_png, wav_bytes
 
-    data, fmt = model.data, body.format or DEFAULT_FORMAT["pianoroll"]
+    data, fmt = model.data, body.format or PIANOROLL.default_format
     if fmt == "png":
         return pianoroll_png(samples, data, title=f"{model.name} {model.version}  seed {seed}")
     if fmt == "json":

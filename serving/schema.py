@@ -22,8 +22,6 @@ MAX_AUDIO_S = 300.0  # seconds of audio the server renders for it (WAV; a 16 kHz
 REQUEST_TIMEOUT_S = 60.0  # Serve's proxy ends a request after this (http_options.request_timeout_s)
 MEDIA = {"midi": "audio/midi", "wav": "audio/wav", "png": "image/png", "json": "application/json",
          "zip": "application/zip"}
-AUDIO_FORMATS = ["wav", "png", "json", "zip"]  # a spectrogram model has no notes to write as MIDI
-DEFAULT_FORMAT = {"pianoroll": "midi", "spectrogram": "wav"}
 AUDIO_GAP_S = 0.25  # silence between the clips of one WAV, so several notes are heard as several
 # Fields that only mean something to a pianoroll model. Sent to a spectrogram model they are
 # refused (422) rather than ignored: a caller who asks for 8 bars or a tempo should learn that
@@ -79,17 +77,33 @@ class GenerateRequest(BaseModel):
 
 def check_family_fields(body: GenerateRequest, model) -> str:
     """422 for fields the model's family cannot honour; returns the format to render."""
-    fmt = body.format or DEFAULT_FORMAT[model.family]
-    if model.family == "spectrogram":
-        given = [f for f in PIANOROLL_ONLY if f in body.model_fields_set and getattr(body, f) is not None]
-        if given:
-            raise HTTPException(422, f"{', '.join(given)}: not for this model, a spectrogram (audio) model that "
-                                     f"makes one {model.fc.clip_seconds:g} s note per sample; choose the note "
-                                     "with pitch and instrument")
-        if fmt not in AUDIO_FORMATS:
-            raise HTTPException(422, f"format {fmt}: a spectrogram (audio) model makes audio, not notes, so it has no MIDI; "
-                                     f"ask for one of {', '.join(AUDIO_FORMATS)}")
-        return fmt
+    from musicgan.families import get_family
+
+    return get_family(model.family).check_request(body, model)
+
+
+def check_audio_fields(body: GenerateRequest, model) -> str:
+    """:func:`check_family_fields` for a spectrogram (audio) model."""
+    from musicgan.families import get_family
+
+    family = get_family(model.family)
+    fmt = body.format or family.default_format
+    given = [f for f in PIANOROLL_ONLY if f in body.model_fields_set and getattr(body, f) is not None]
+    if given:
+        raise HTTPException(422, f"{', '.join(given)}: not for this model, a spectrogram (audio) model that "
+                                 f"makes one {model.fc.clip_seconds:g} s note per sample; choose the note "
+                                 "with pitch and instrument")
+    if fmt not in family.formats:
+        raise HTTPException(422, f"format {fmt}: a spectrogram (audio) model makes audio, not notes, so it has no MIDI; "
+                                 f"ask for one of {', '.join(family.formats)}")
+    return fmt
+
+
+def check_pianoroll_fields(body: GenerateRequest, model) -> str:
+    """:func:`check_family_fields` for a pianoroll model."""
+    from musicgan.families import get_family
+
+    fmt = body.format or get_family(model.family).default_format
     given = [f for f in ("pitch", "instrument") if getattr(body, f) is not None]
     if given:
         raise HTTPException(422, f"{' and '.join(given)}: this is a pianoroll model (it writes whole phrases); "
