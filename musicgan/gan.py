@@ -219,7 +219,7 @@ def generator_step(gan: GAN, batch_size: int, labels: torch.Tensor | None, cfg: 
                     target = vertical_histograms(real, beat)
                 vert = 0.5 * (vertical_histograms(fake, beat) - target).abs().sum(-1).mean()
                 loss = loss + cfg.loss.vertical_weight * vert
-                out["vertical_distance"] = vert.item()
+                out["vertical_gap"] = vert.item()  # not the evaluation's vertical_distance
             if aux is not None and labels is not None:  # AC-GAN: make clips the critic names as asked
                 ac = aux_loss(aux, labels)
                 loss = loss + cfg.loss.aux_weight * ac

@@ -223,7 +223,7 @@ def test_vertical_term_pulls_the_generator_towards_the_real_intervals():
     real, _ = next(toy_batches())
     for p in gan.d.parameters():
         torch.nn.init.zeros_(p)
-    seen = [generator_step(gan, 16, None, cfg, torch.device("cpu"), real=real)["vertical_distance"]
+    seen = [generator_step(gan, 16, None, cfg, torch.device("cpu"), real=real)["vertical_gap"]
             for _ in range(40)]
     assert seen[-1] < 0.5 * seen[0], seen[::8]
 
