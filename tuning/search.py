@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from musicgan.config import Config, ConfigError, from_dict, to_dict
+from musicgan.families import get_family
 
 DRIVER_CPUS = 0.1  # a trial's own actor; the default 1 CPU starves its Train workers (FIELD-NOTES)
 DATA_CPUS = 0.25  # Ray Data read/decode tasks of a trial: fractions fit beside the Train workers
@@ -91,11 +92,11 @@ def objective_metric(spec: SearchSpec, cfg: Config) -> str:
     """The reported key that trials are ranked, stopped and promoted by."""
     if spec.objective not in OBJECTIVES:
         raise ConfigError(f"unknown objective {spec.objective!r}; use {', '.join(OBJECTIVES)}")
-    audio = cfg.model.family == "spectrogram"
+    family = get_family(cfg.model.family)
     if spec.objective == "auto":
-        return "FMD" if audio else "quality"
-    if spec.objective == "quality" and audio:
-        raise ConfigError("the quality objective needs voice measures, which spectrogram models do not have; "
+        return family.objective
+    if spec.objective == "quality" and not family.voice_measures:
+        raise ConfigError(f"the quality objective needs voice measures, which {family.name} models do not have; "
                           "use --objective FMD")
     return spec.objective
 
