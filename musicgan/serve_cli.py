@@ -64,22 +64,32 @@ def summary_text(url: str, info: dict) -> str:
     head = [f"serve: {info['name']} {info['version']} (step {info['step']}) at {url}",
             f"  page         {url}/",
             f"  API docs     {url}/docs"]
-    if info.get("family") == "spectrogram":
-        pitch = (info.get("pitches") or [None])[len(info.get("pitches") or [None]) // 2]
-        instrument = (info.get("instruments") or [None])[0]
-        note = {k: v for k, v in (("pitch", pitch), ("instrument", instrument)) if v is not None}
-        args = ", ".join(f"{k}={v!r}" for k, v in note.items())
-        return "\n".join(head + [
-            f"  notes        {len(info.get('pitches') or [])} pitches "
-            f"{', '.join(map(str, info.get('pitches') or [])) or '-'}; instruments: "
-            f"{', '.join(info.get('instruments') or []) or '-'}",
-            f"  try          curl -s -X POST {url}/v1/generate -H 'Content-Type: application/json' "
-            f"-d '{json.dumps({**note, 'n_samples': 2, 'seed': 7})}' -o notes.wav",
-            f"  Python       from musicgan.client import generate_audio; wav = generate_audio({url!r}"
-            + (f", {args}" if args else "") + ", seed=7)",
-        ])
-    return "\n".join(head + [
+    from musicgan.families import get_family
+
+    return "\n".join(head + get_family(info["family"]).serve_summary(url, info))
+
+
+def audio_summary(url: str, info: dict) -> list[str]:
+    """The spectrogram family's lines of :func:`summary_text`: its notes and a call for one."""
+    pitch = (info.get("pitches") or [None])[len(info.get("pitches") or [None]) // 2]
+    instrument = (info.get("instruments") or [None])[0]
+    note = {k: v for k, v in (("pitch", pitch), ("instrument", instrument)) if v is not None}
+    args = ", ".join(f"{k}={v!r}" for k, v in note.items())
+    return [
+        f"  notes        {len(info.get('pitches') or [])} pitches "
+        f"{', '.join(map(str, info.get('pitches') or [])) or '-'}; instruments: "
+        f"{', '.join(info.get('instruments') or []) or '-'}",
+        f"  try          curl -s -X POST {url}/v1/generate -H 'Content-Type: application/json' "
+        f"-d '{json.dumps({**note, 'n_samples': 2, 'seed': 7})}' -o notes.wav",
+        f"  Python       from musicgan.client import generate_audio; wav = generate_audio({url!r}"
+        + (f", {args}" if args else "") + ", seed=7)",
+    ]
+
+
+def pianoroll_summary(url: str, info: dict) -> list[str]:
+    """The pianoroll family's lines of :func:`summary_text`: a call for two phrases as MIDI."""
+    return [
         f"  try          curl -s -X POST {url}/v1/generate -H 'Content-Type: application/json' "
         f"-d '{{\"n_samples\": 2, \"n_bars\": 8, \"seed\": 7, \"format\": \"midi\"}}' -o sample.mid",
         "  Python       from musicgan.client import generate; pms = generate(n_samples=2, seed=7)",
-    ])
+    ]

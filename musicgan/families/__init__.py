@@ -96,6 +96,8 @@ class Family:
     how to render it, and whether rendering is cheap enough to run inline."""
     generate_many: Callable[[Any, list], list]
     """``(g, requests) -> [array or exception per request]``: one batched forward."""
+    serve_summary: Callable[[str, dict], list[str]]
+    """``(url, GET /v1/model answer) -> lines``: how ``musicgan serve`` says to call it."""
 
 
 FAMILIES: dict[str, Family] = {}

@@ -86,5 +86,6 @@ PIANOROLL = register(Family(
     serving_fields=lazy("serving.model:pianoroll_fields"), check_request=lazy("serving.schema:check_pianoroll_fields"),
     render=lazy("serving.render:render"), request_cost=lazy("serving.app:pianoroll_cost"),
     make_request=lazy("serving.app:pianoroll_request"),
+    serve_summary=lazy("musicgan.serve_cli:pianoroll_summary"),
     generate_many=generate_many,
 ))

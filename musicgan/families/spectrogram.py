@@ -96,5 +96,6 @@ SPECTROGRAM = register(Family(
     serving_fields=lazy("serving.model:audio_fields"), check_request=lazy("serving.schema:check_audio_fields"),
     render=lazy("serving.render:render_audio"), request_cost=lazy("serving.app:audio_cost"),
     make_request=lazy("serving.app:audio_request"),
+    serve_summary=lazy("musicgan.serve_cli:audio_summary"),
     generate_many=generate_many,
 ))
