@@ -41,10 +41,7 @@ same; ``quality_terms`` in the report lists them.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +51,7 @@ from musicgan import metrics as M
 from musicgan.checkpoint import CheckpointError, find_latest, load_generator
 from musicgan.gan import generate
 from musicgan.model import build_models
+from musicgan.storage import resolve
 
 # The quality bar: relative tolerance per measure (today's table, then the voice measures).
 TARGETS = {"QN": 0.15, "UPC": 0.15, "EB": 0.15, "polyphony": 0.15, "in_scale": 0.15, "TD": 0.15,
@@ -287,12 +285,7 @@ def report_path(checkpoint: Path, json_path: str | None) -> Path:
 def _write_report(report: dict, out: Path) -> dict:
     """Write the report as JSON at ``out`` (whole or not at all) and note where."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(json.dumps(report, indent=2, default=float))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    resolve(out).write_json_atomic(report, default=float)
     report["json_path"] = str(out)
     return report
 

@@ -11,6 +11,7 @@ import os
 import posixpath
 import uuid
 from dataclasses import dataclass
+from typing import BinaryIO, Callable
 
 import pyarrow.fs as pafs
 
@@ -48,19 +49,33 @@ class Location:
     def mkdirs(self) -> None:
         self.fs.create_dir(self.path, recursive=True)
 
-    def write_bytes_atomic(self, data: bytes) -> None:
-        """Write beside the target under a temporary name, then rename over it.
+    def write_atomic(self, write: Callable[[BinaryIO], object]) -> None:
+        """Call ``write`` on a stream to a temporary sibling, then rename it over the target.
 
-        A reader sees the old file or the new one, never a part. (On object stores the
-        rename is a copy; the upload of the temporary object is still all-or-nothing.)
+        A reader sees the old file or the new one, never a part. If ``write`` raises, the
+        temporary is removed and the target stays as it was. (On object stores the rename is a
+        copy; the upload of the temporary object is still all-or-nothing.)
         """
         tmp = self.temp_sibling()
-        with self.fs.open_output_stream(tmp) as f:
-            f.write(data)
-        self.fs.move(tmp, self.path)
+        try:
+            with self.fs.open_output_stream(tmp) as f:
+                write(f)
+            self.fs.move(tmp, self.path)
+        except BaseException:
+            try:
+                self.fs.delete_file(tmp)
+            except OSError:  # never created, or already moved
+                pass
+            raise
 
-    def write_json_atomic(self, obj) -> None:
-        self.write_bytes_atomic((json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+    def write_bytes_atomic(self, data: bytes) -> None:
+        self.write_atomic(lambda f: f.write(data))
+
+    def write_text_atomic(self, text: str) -> None:
+        self.write_bytes_atomic(text.encode("utf-8"))
+
+    def write_json_atomic(self, obj, **dumps_kwargs) -> None:
+        self.write_text_atomic(json.dumps(obj, **{"indent": 2, **dumps_kwargs}) + "\n")
 
     def temp_sibling(self) -> str:
         parent, name = posixpath.split(self.path)

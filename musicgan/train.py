@@ -13,10 +13,10 @@ A run is named by its directory, so re-running the same command resumes it, and
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +29,7 @@ from musicgan.config import Config, ConfigError, from_dict, to_dict
 from musicgan.families import check_feature_kind, family_for_kind, get_family
 from musicgan.gan import generate, make_gan, train
 from musicgan.model import build_for_data
+from musicgan.storage import resolve
 
 FETCH_STEPS = 8  # training batches taken from Ray Data per iterator round trip
 QUALITY_KEYS = ("QN", "UPC", "EB", "polyphony", "in_scale", "TD", "pitch_range")
@@ -130,20 +131,17 @@ class RunLog:
                 n += 1
             except OSError:  # a filesystem without hard links
                 if not part.exists():
-                    tmp = part.with_suffix(".csv.tmp")
-                    shutil.copyfile(self.csv, tmp)
-                    os.replace(tmp, part)
+                    resolve(part).write_bytes_atomic(self.csv.read_bytes())
                     return part
                 n += 1
 
     def _write(self, rows: list[dict]) -> None:
         keys = sorted({k for r in rows for k in r} - {"step"})
-        tmp = self.csv.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, ["step"] + keys)
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, self.csv)
+        text = io.StringIO()
+        w = csv.DictWriter(text, ["step"] + keys)
+        w.writeheader()
+        w.writerows(rows)
+        resolve(self.csv).write_text_atomic(text.getvalue())
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         for k, v in metrics.items():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow.fs as pafs
+import pytest
 
 from musicgan.storage import list_files, resolve
 
@@ -38,3 +40,25 @@ def test_mock_filesystem_uri_round_trip():
     f = loc.join("m.json")
     f.write_json_atomic({"ok": True})
     assert f.read_json() == {"ok": True} and f.exists() and not loc.join("nope").exists()
+
+
+def test_write_atomic_leaves_no_temp_file_and_keeps_the_old_file_when_the_writer_raises(tmp_path):
+    target = resolve(tmp_path / "report.csv")
+    target.write_atomic(lambda f: f.write(b"step,loss\r\n1,0.5\r\n"))
+    assert (tmp_path / "report.csv").read_bytes() == b"step,loss\r\n1,0.5\r\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.csv"]
+
+    def half_then_fail(f):
+        f.write(b"step,lo")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        target.write_atomic(half_then_fail)
+    assert (tmp_path / "report.csv").read_bytes() == b"step,loss\r\n1,0.5\r\n"  # old file intact
+    assert [p.name for p in tmp_path.iterdir()] == ["report.csv"]  # the half-written temporary is gone
+
+
+def test_write_json_atomic_passes_json_options(tmp_path):
+    target = resolve(tmp_path / "r.json")
+    target.write_json_atomic({"x": np.float32(0.5)}, default=float)
+    assert target.read_json() == {"x": 0.5}

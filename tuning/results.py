@@ -11,12 +11,13 @@ Pure functions of :class:`TrialRow` lists, so they are tested on hand-built rows
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from musicgan.storage import resolve
 
 COLUMNS = ("rank", "trial_id", "status", "steps", "FMD", "best_FMD", "FMD_ratio", "diversity", "copies")
 # The quality measures of a trial's last evaluation (musicgan.train.Evaluator's keys) -> column names.
@@ -171,14 +172,13 @@ def _table(rows: list[TrialRow], keys: list[str]) -> tuple[list[str], list[list[
 def write_csv(rows: list[TrialRow], path: Path, keys: list[str]) -> None:
     header, body = _table(rows, keys)
     by_id = {r.trial_id: r for r in rows}
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header + ["checkpoint", "error"])
-        for line in body:
-            r = by_id[line[1]]
-            w.writerow(line + [r.checkpoint or "", r.error])
-    os.replace(tmp, path)
+    text = io.StringIO()
+    w = csv.writer(text)
+    w.writerow(header + ["checkpoint", "error"])
+    for line in body:
+        r = by_id[line[1]]
+        w.writerow(line + [r.checkpoint or "", r.error])
+    resolve(path).write_text_atomic(text.getvalue())
 
 
 def markdown(rows: list[TrialRow], keys: list[str]) -> str:
@@ -215,10 +215,10 @@ def plot(rows: list[TrialRow], path: Path, total_steps: int) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right", ncol=2)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        resolve(path).write_atomic(lambda f: fig.savefig(f, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def write_all(rows: list[TrialRow], run: Path, keys: list[str], total_steps: int, manifest_hash: str | None = None):
@@ -231,9 +231,7 @@ def write_all(rows: list[TrialRow], run: Path, keys: list[str], total_steps: int
               "best_by_FMD": asdict(by_fmd) if by_fmd else None,
               "feature_hash": manifest_hash, "trials": len(rows), "total_steps": total_steps,
               "step_fraction": step_fraction(rows, total_steps)}
-    tmp = run / "best.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, run / "best.json")
+    resolve(run / "best.json").write_json_atomic(record, default=str)
     return best
 
 

@@ -55,9 +55,9 @@ def _marker(cache: Path, src: Path) -> Path:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    from musicgan.storage import resolve  # pyarrow only when a file is written
+
+    resolve(path).write_bytes_atomic(data)
 
 
 def _pickup_quarters(part) -> float:

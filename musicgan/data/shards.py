@@ -90,10 +90,7 @@ def decode_x(column, kind: str, shape: list[int], dtype=np.float32) -> np.ndarra
 def write_shard(loc: Location, columns: dict, row_group_rows: int) -> int:
     """Write one Parquet shard atomically (temporary name, then rename); returns its size in bytes."""
     table = pa.Table.from_pydict(columns, schema=SCHEMA)
-    tmp = loc.temp_sibling()
-    with loc.fs.open_output_stream(tmp) as f:
-        pq.write_table(table, f, row_group_size=row_group_rows, compression="zstd")
-    loc.fs.move(tmp, loc.path)
+    loc.write_atomic(lambda f: pq.write_table(table, f, row_group_size=row_group_rows, compression="zstd"))
     return loc.fs.get_file_info(loc.path).size
 
 
