@@ -386,7 +386,7 @@ class AudioEvaluator:
         from musicgan import audio_metrics as AM
         from musicgan.audio_model import generate_grid
 
-        fake, cond = generate_grid(g, self.data, self.n, seed=1234)
+        fake, cond = generate_grid(g, self.data, self.n, seed=M.EVAL_SEED)
         fake = fake.numpy()
         out = {"FMD": AM.mel_fd(fake, self.real), "diversity": AM.diversity_ratio(fake, self.real)}
         if self.pitch_range:

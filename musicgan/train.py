@@ -28,6 +28,7 @@ from musicgan import checkpoint as ckpt
 from musicgan.config import Config, ConfigError, from_dict, to_dict
 from musicgan.families import check_feature_kind, family_for_kind, get_family
 from musicgan.gan import generate, make_gan, train
+from musicgan.metrics import EVAL_SEED
 from musicgan.model import build_for_data
 from musicgan.storage import resolve
 
@@ -75,7 +76,7 @@ class Evaluator:
         """Metrics of ``eval_samples`` phrases from ``g``, and those phrases."""
         from musicgan.evaluate import judge
 
-        fake = generate(g, self.n, seed=1234).numpy()
+        fake = generate(g, self.n, seed=EVAL_SEED).numpy()
         res = self.reference.measure(fake)
         if self.fmd_untrained:
             res["FMD_untrained"] = self.fmd_untrained
