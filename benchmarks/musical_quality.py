@@ -16,7 +16,7 @@
 Run it with seeds 0, 1 and 2 and report the median and the worst (README, issue 12):
 
     python benchmarks/musical_quality.py --seed 0 [--out DIR] [--data BUILD] [--preset cpu]
-    python benchmarks/musical_quality.py --checkpoint RUN --data BUILD
+    python benchmarks/musical_quality.py --model RUN --data BUILD
 """
 
 import argparse
@@ -49,7 +49,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2, as make demo)")
     ap.add_argument("--out", default="bench-quality", help="folder for the data build and the runs")
     ap.add_argument("--data", default=None, help="an existing bach build (default: build into --out/data)")
-    ap.add_argument("--checkpoint", default=None, help="judge this trained run or checkpoint instead of training")
+    ap.add_argument("--model", "--checkpoint", dest="checkpoint", default=None,
+                    help="judge this trained run or checkpoint instead of training")
     ap.add_argument("--n", type=int, default=1000, help="generated phrases to evaluate (default 1000)")
     args = ap.parse_args()
 

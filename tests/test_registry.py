@@ -283,11 +283,11 @@ def test_latest_never_moves_back_when_the_older_promoter_writes_last(tmp_path, m
 
 def test_cli_promote_prints_a_summary(tmp_path):
     run, _ = make_run(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "musicgan.cli", "promote", "--from", str(run), "--registry",
+    out = subprocess.run([sys.executable, "-m", "musicgan.cli", "promote", "--model", str(run), "--registry",
                           str(tmp_path / "models"), "--name", "demo"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "promote: demo v1" in out.stdout and "FMD 4.25" in out.stdout
     shutil.rmtree(tmp_path / "run")
-    bad = subprocess.run([sys.executable, "-m", "musicgan.cli", "promote", "--from", str(run), "--registry",
+    bad = subprocess.run([sys.executable, "-m", "musicgan.cli", "promote", "--model", str(run), "--registry",
                           str(tmp_path / "models"), "--name", "demo"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr

@@ -67,9 +67,9 @@ def test_two_worker_run_writes_checkpoints_metrics_and_samples(tiny_run):
 
 def test_sample_is_deterministic_per_seed(tiny_run, tmp_path):
     run, _ = tiny_run
-    a = cli("sample", "--checkpoint", str(run), "--n", "3", "--out", str(tmp_path / "a"), "--seed", "7")
-    b = cli("sample", "--checkpoint", str(run), "--n", "3", "--out", str(tmp_path / "b"), "--seed", "7")
-    c = cli("sample", "--checkpoint", str(run), "--n", "3", "--out", str(tmp_path / "c"), "--seed", "8", "--no-wav")
+    a = cli("sample", "--model", str(run), "--n", "3", "--out", str(tmp_path / "a"), "--seed", "7")
+    b = cli("sample", "--model", str(run), "--n", "3", "--out", str(tmp_path / "b"), "--seed", "7")
+    c = cli("sample", "--model", str(run), "--n", "3", "--out", str(tmp_path / "c"), "--seed", "8", "--no-wav")
     assert a.returncode == b.returncode == c.returncode == 0, a.stderr
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == ["sample_000.mid", "sample_000.wav", "sample_001.mid", "sample_001.wav", "sample_002.mid",
@@ -86,7 +86,7 @@ def test_sample_is_deterministic_per_seed(tiny_run, tmp_path):
 def test_evaluate_prints_a_table_and_writes_json(tiny_run, bach_data, tmp_path):
     run, _ = tiny_run
     out = tmp_path / "eval.json"
-    r = cli("evaluate", "--checkpoint", str(run), "--data", bach_data.out, "--n", "64", "--json", str(out))
+    r = cli("evaluate", "--model", str(run), "--data", bach_data.out, "--n", "64", "--json", str(out))
     assert r.returncode == 0, r.stderr
     assert "QN" in r.stdout and "FMD / untrained" in r.stdout
     for label in ("leap", "leaps>8ve", "parallels", "crossing", "spacing", "range", "C2ST accuracy",
@@ -107,12 +107,12 @@ def test_evaluate_never_writes_into_the_checkpoint(tiny_run, bach_data):
     run, _ = tiny_run
     checkpoint = run / "checkpoint_000006"
     before = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
-    r = cli("evaluate", "--checkpoint", str(run), "--data", bach_data.out, "--n", "32")
+    r = cli("evaluate", "--model", str(run), "--data", bach_data.out, "--n", "32")
     assert r.returncode == 0, r.stderr
     assert {p.name: p.read_bytes() for p in checkpoint.iterdir()} == before
     report = run / "evaluation-checkpoint_000006.json"  # beside the checkpoint, in the run folder
     assert json.loads(report.read_text())["step"] == 6 and str(report) in r.stdout
-    inside = cli("evaluate", "--checkpoint", str(run), "--data", bach_data.out, "--n", "32",
+    inside = cli("evaluate", "--model", str(run), "--data", bach_data.out, "--n", "32",
                  "--json", str(checkpoint / "eval.json"))
     assert inside.returncode == 2 and "never writes into a checkpoint" in inside.stderr
     assert {p.name: p.read_bytes() for p in checkpoint.iterdir()} == before

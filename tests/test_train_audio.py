@@ -48,18 +48,18 @@ def test_training_writes_audio_checkpoints_metrics_and_samples(audio_run):
 
 
 def test_sample_writes_one_wav_per_instrument_at_the_asked_pitch(audio_run, tmp_path, capsys):
-    assert main(["sample", "--checkpoint", str(audio_run), "--pitch", "62", "--instrument", "all", "--n", "2",
+    assert main(["sample", "--model", str(audio_run), "--pitch", "62", "--instrument", "all", "--n", "2",
                  "--out", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.glob("*.wav"))
     assert names == ["sample_000_flute_D4.wav", "sample_001_flute_D4.wav", "sample_002_piano_D4.wav",
                      "sample_003_piano_D4.wav"]
-    assert main(["sample", "--checkpoint", str(audio_run), "--pitch", "90", "--out", str(tmp_path / "x")]) == 2
+    assert main(["sample", "--model", str(audio_run), "--pitch", "90", "--out", str(tmp_path / "x")]) == 2
     assert "pitch 90 is not one this model was trained on: 60..65" in capsys.readouterr().err
 
 
 def test_evaluate_prints_the_audio_table(audio_run, notes_data, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    assert main(["evaluate", "--checkpoint", str(audio_run), "--data", notes_data.out, "--n", "24",
+    assert main(["evaluate", "--model", str(audio_run), "--data", notes_data.out, "--n", "24",
                  "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "pitch accuracy" in text and "FMD / untrained" in text
