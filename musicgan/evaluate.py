@@ -30,6 +30,10 @@ by, lower is better) sums how far the phrases are from every target, in doubling
   chance, ``log2((acc - 0.5) / (0.85 - 0.5))``; diversity, ``log2(0.8 / diversity)``; copies,
   ``log2(copies / 1%)``. Ratios are smoothed, ``(g + e) / (r + e)`` with a small ``e`` per measure
   (:data:`SMOOTHING`), so a measure the held-out data never shows still has a finite ratio.
+- Below the diversity target, each rare-event term (octave leaps, parallels, crossing, spacing) counts
+  at least the diversity term: phrases that barely move show no rare events, and that is no evidence.
+  Without this, an 8-trial search of 200-step trials ranked a near-collapsed trial (diversity 0.16,
+  no crossing, spacing or octave leap at all) first.
 
 So 0 means every target met with FMD at the floor. 1,000 of Bach's own training phrases, scored as
 if generated, meet every target but copies (they are the training set: 6.6) with FMD at 0.9x the
@@ -221,6 +225,12 @@ def quality_objective(res: dict, checks: dict) -> tuple[float, dict[str, float]]
     floor = res.get("FMD_floor")
     terms = {"FMD_floor": math.log2(max(1.0, res["FMD"] / floor)) if floor else 0.0}
     terms.update({k: c["excess"] for k, c in checks.items() if k != "FMD_ratio" and "excess" in c})
+    # Rare events are only evidence when the phrases vary: a collapsing model shows none. Below the
+    # diversity target, each rare-event term counts at least the diversity term's doublings.
+    shortfall = terms.get("diversity", 0.0)
+    for key in TIMES_HELD_OUT:
+        if key in terms:
+            terms[key] = max(terms[key], shortfall)
     return float(sum(terms.values())), terms
 
 

@@ -104,6 +104,16 @@ def test_collapse_and_copies_count_against_the_objective():
     assert not checks["diversity"]["ok"] and not checks["copies"]["ok"]
     assert collapsed["quality_terms"]["diversity"] == pytest.approx(2.0)  # 0.8 / 0.2: two doublings
     assert collapsed["quality_terms"]["copies"] == pytest.approx(2.0)  # 4% of a 1% bound
+    # no rare events because nothing moves is no evidence: each rare-event term counts the shortfall
+    for key in ("octave_leaps", "parallels_per_100", "crossing", "spacing"):
+        assert checks[key]["ok"] and collapsed["quality_terms"][key] == pytest.approx(2.0)
+    assert collapsed["quality"] == pytest.approx(12.0)
+    # a rare-event term already past the shortfall keeps its own value
+    crossing = measured({"crossing": 64 * 0.0081}, diversity=0.4)
+    E.judge(crossing)
+    assert crossing["quality_terms"]["diversity"] == pytest.approx(1.0)
+    assert crossing["quality_terms"]["crossing"] == pytest.approx(math.log2((64 * 0.0081 + 1e-4) / (0.0081 + 1e-4)) - 1)
+    assert crossing["quality_terms"]["spacing"] == pytest.approx(1.0)
 
 
 def test_a_c2st_that_could_not_run_is_a_miss_that_says_why():
