@@ -14,10 +14,10 @@ import os
 import re
 import sys
 
+from musicgan.data import sources
 from musicgan.errors import EXIT_USER_ERROR, MissingError, UserError, one_line
 
-# The embedded sources of ``musicgan.data.build`` (EMBEDDED there; a test keeps the two equal).
-SOURCES = ("bach", "folk", "bach-audio", "notes")
+SOURCES = tuple(sources.SOURCES)  # the embedded sources, as musicgan.data.build.EMBEDDED
 # ``musicgan.data.shards`` MANIFEST and FORMAT (a test keeps them equal); read here without pyarrow.
 MANIFEST, SHARDS_FORMAT = "manifest.json", "musicgan-shards/1"
 _CHECKPOINT_DIR = re.compile(r"checkpoint_\d+")
@@ -176,6 +176,8 @@ def add_data_parser(sub) -> None:
                     description="Build training data: Parquet shards plus manifest.json (`musicgan data build`).",
                     example="musicgan data build --source bach --out data/bach")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    pitch_defaults = "".join(f"; {s.name}: {s.features['pitch_low']}:{s.features['pitch_high']}"
+                             for s in sources.SOURCES.values() if "pitch_low" in s.features)
     b = dsub.add_parser(
         "build",
         help="turn MIDI or audio into Parquet shards for training",
@@ -183,13 +185,9 @@ def add_data_parser(sub) -> None:
         description=(
             "Turn a music collection into Parquet shards plus manifest.json, in parallel on Ray.\n\n"
             "SOURCE is one of:\n"
-            "  bach        the Bach chorales inside music21 (4 tracks: S, A, T, B) [default]\n"
-            "  folk        Essen, O'Neill 1850 and Ryan's Mammoth tunes inside music21 (1 track)\n"
-            "  bach-audio  the chorales rendered to audio (FluidSynth if installed, else sine tones)\n"
-            "  notes       single notes over a pitch x instrument x velocity grid (NSynth-like), rendered\n"
-            "              from General MIDI programs; labelled with pitch and instrument, for the\n"
-            "              spectrogram GAN (1 s clips, 80 mels; pitches from --pitch-range, default 48:84)\n"
-            "  PATH|URI    a folder of .mid/.midi files, or of wav/flac/ogg/mp3 audio; any pyarrow\n"
+            + "".join(f"  {s.name:<11} " + s.summary.replace("\n", "\n" + " " * 14) + "\n"
+                      for s in sources.SOURCES.values())
+            + "  PATH|URI    a folder of .mid/.midi files, or of wav/flac/ogg/mp3 audio; any pyarrow\n"
             "              filesystem URI works (s3://bucket/prefix, gs://...). An audio folder may hold\n"
             "              labels.csv (columns file,pitch,instrument) to label single-note clips\n\n"
             "Bad files are skipped and listed in the manifest with their reason. Running the same\n"
@@ -202,18 +200,21 @@ def add_data_parser(sub) -> None:
     b.add_argument("--bars", type=_positive, default=None, help="bars per phrase (default 4)")
     b.add_argument("--steps-per-bar", type=_positive, default=None, help="time steps per 4/4 bar (default 16)")
     b.add_argument("--pitch-range", type=_pitch_range, default=None, metavar="LOW:HIGH",
-                   help="MIDI pitches kept, high exclusive (default 36:84)")
+                   help="MIDI pitches kept, high exclusive (default 36:84" + pitch_defaults + ")")
     b.add_argument("--hop-bars", type=_positive, default=None, help="bars between phrase starts (default 1)")
     b.add_argument("--transpose", type=_transpose, default=None, metavar="SHIFTS",
                    help="augment by transposing, e.g. -2:2 or 0,5 (default: none)")
     b.add_argument("--tracks", default=None, metavar="NAMES",
-                   help="comma-separated output track names (default soprano,alto,tenor,bass; folk: melody)")
+                   help="comma-separated output track names (default soprano,alto,tenor,bass"
+                        + sources.defaults_text("track_names", ",".join) + ")")
     b.add_argument("--track-mode", choices=["index", "merge"], default=None,
                    help="index: i-th MIDI track -> track i; merge: all notes into one track")
     b.add_argument("--sample-rate", type=_positive, default=None, help="audio sample rate in Hz (default 16000)")
-    b.add_argument("--n-mels", type=_positive, default=None, help="mel bands for audio (default 64)")
+    b.add_argument("--n-mels", type=_positive, default=None,
+                   help="mel bands for audio (default 64" + sources.defaults_text("n_mels") + ")")
     b.add_argument("--hop-length", type=_positive, default=None, help="audio samples between frames (default 256)")
-    b.add_argument("--clip-seconds", type=float, default=None, help="audio clip length in seconds (default 2.0)")
+    b.add_argument("--clip-seconds", type=float, default=None,
+                   help="audio clip length in seconds (default 2.0" + sources.defaults_text("clip_seconds") + ")")
     b.add_argument("--instruments", default=None, metavar="NAMES",
                    help="notes: comma-separated instruments (default piano,guitar,violin,trumpet,flute,organ; "
                         "also bass, clarinet)")
@@ -231,13 +232,7 @@ def add_data_parser(sub) -> None:
 def feature_config_from_args(args):
     from musicgan.config import FeatureConfig
 
-    fc = FeatureConfig()
-    if args.source == "folk":
-        fc.track_names, fc.track_mode = ["melody"], "merge"
-    if args.source == "bach-audio":
-        fc.kind = "mel"
-    if args.source == "notes":
-        fc.kind, fc.clip_seconds, fc.n_mels, fc.pitch_low, fc.pitch_high = "mel", 1.0, 80, 48, 84
+    fc = sources.with_source_defaults(args.source, FeatureConfig())
     for attr, field in (("bars", "bars"), ("steps_per_bar", "steps_per_bar"), ("hop_bars", "hop_bars"),
                         ("transpose", "transpose"), ("track_mode", "track_mode"), ("sample_rate", "sample_rate_hz"),
                         ("n_mels", "n_mels"), ("hop_length", "hop_length"), ("clip_seconds", "clip_seconds")):

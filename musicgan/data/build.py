@@ -41,11 +41,12 @@ from musicgan.data import shards as S
 from musicgan.data.audio import AUDIO_SUFFIXES, MAX_AUDIO_SECONDS
 from musicgan.data.notes import LABELS_FILE
 from musicgan.data.pianoroll import BadInput
+from musicgan.data.sources import SOURCES, with_source_defaults
 from musicgan.errors import UserError
 from musicgan.storage import Location, list_files, resolve
 
 MIDI_SUFFIXES = (".mid", ".midi")
-EMBEDDED = ("bach", "folk", "bach-audio", "notes")
+EMBEDDED = tuple(SOURCES)
 
 
 class BuildError(UserError):
@@ -654,10 +655,11 @@ def build(source: str, out_dir: str, fc: FeatureConfig, limit: int | None = None
     The build goes to a temporary folder beside ``out_dir`` and replaces ``out_dir`` only when its
     manifest is complete. An up-to-date ``out_dir`` is left alone (``no_op``) unless ``force``; one
     that holds a build of another source or feature config is refused unless ``force``; one that
-    holds other files is always refused. A failed build leaves nothing behind.
+    holds other files is always refused. A failed build leaves nothing behind. Fields of ``fc`` left
+    at FeatureConfig's defaults take an embedded source's own (:mod:`musicgan.data.sources`).
     """
     t0 = time.time()
-    fc = fc.validate()
+    fc = with_source_defaults(source, fc).validate()
     out = resolve(out_dir)
     target = _target(out)
     made = prepare_output(target, out_dir)
