@@ -45,7 +45,7 @@ def untrained_fmd(g, n_samples: int, data: dict, data_dir: str) -> float:
     from musicgan.gan import generate
     from musicgan.train import held_out
 
-    fake = generate(g, n_samples, seed=1234).numpy()
+    fake = generate(g, n_samples, seed=M.EVAL_SEED).numpy()
     real = held_out(data_dir, 1000)["x"]  # as Evaluator's
     return M.frechet_distance(M.statistics_vector(fake, data["steps_per_bar"], data["pitch_low"]),
                               M.statistics_vector(real, data["steps_per_bar"], data["pitch_low"]))

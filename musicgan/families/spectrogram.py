@@ -52,8 +52,9 @@ def untrained_fmd(g, n_samples: int, data: dict, data_dir: str) -> float:
     from musicgan import audio_metrics as AM
     from musicgan.audio_model import generate_grid
     from musicgan.data.shards import ShardReader
+    from musicgan.metrics import EVAL_SEED
 
-    fake = generate_grid(g, data, n_samples, seed=1234)[0].numpy()
+    fake = generate_grid(g, data, n_samples, seed=EVAL_SEED)[0].numpy()
     return AM.mel_fd(fake, ShardReader(data_dir, split=None).arrays(max_rows=1000)["x"])
 
 
