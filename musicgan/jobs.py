@@ -20,7 +20,8 @@ from musicgan.config import ConfigError
 
 COMMANDS = {"data": ["data", "build"], "train": ["train"], "tune": ["tune"], "serve": ["serve"]}
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
-# Ray's submission ids (raysubmit_XXXXXXXXXXXXXXXX), driver job ids (hex) and custom ids; they go into URLs.
+# Ray's submission ids ("raysubmit_" then 16 letters and digits), driver job ids (hex) and custom ids;
+# they go into URLs.
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # What a working_dir upload leaves out: environments, outputs and data are big and node-local.
 EXCLUDES = [".venv", ".git", "demo", "runs", "models", "data", "**/__pycache__", "*.parquet", "*.egg-info"]
