@@ -171,6 +171,42 @@ def _positive(text: str) -> int:
     return value
 
 
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 (0 = most likely notes), got {text!r}")
+    return value
+
+
+def _bar_range(text: str) -> tuple[int, int]:
+    """``3:4`` (the third and fourth bars, counted from 1, inclusive) or ``3`` (one bar)."""
+    try:
+        first, last = (int(v) for v in text.split(":")) if ":" in text else (int(text),) * 2
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected bars like 3:4 (the third and fourth, counted from 1) or 3, "
+                                         f"got {text!r}") from None
+    if not 1 <= first <= last:
+        raise argparse.ArgumentTypeError(f"bars are counted from 1, the first no later than the last "
+                                         f"(like 3:4 or 3), got {text!r}")
+    return first, last
+
+
+def _names(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected voice names like alto,tenor, got {text!r}")
+    return names
+
+
+def require_file(path: str, what: str) -> None:
+    if not os.path.isfile(path):
+        raise MissingError(f"{what} {path} does not exist (give a MIDI file)" if not os.path.exists(path)
+                           else f"{what} {path} is not a file (give a MIDI file)")
+
+
 def add_data_parser(sub) -> None:
     data = _command(sub, "data", help="build training data",
                     description="Build training data: Parquet shards plus manifest.json (`musicgan data build`).",
@@ -305,8 +341,8 @@ def add_train_parsers(sub) -> None:
 
     s = _command(sub, "sample", help="generate phrases from a checkpoint: MIDI, WAV and a pianoroll PNG",
                  description=("Generate from a trained generator (its EMA copy). Pianoroll models write MIDI, WAV and\n"
-                              "a pianoroll PNG per phrase; audio models write WAV clips (Griffin-Lim) and a\n"
-                              "spectrogram PNG. The same --seed gives the same files."),
+                              "a pianoroll PNG per phrase (--bars N: pieces of N bars); audio models write WAV\n"
+                              "clips (Griffin-Lim) and a spectrogram PNG. The same --seed gives the same files."),
                  example="musicgan sample --model runs/bach --n 8 --out samples --seed 3")
     _model_option(s, "--checkpoint", MODEL_HELP)
     s.add_argument("--n", type=_positive, default=8, help="phrases to generate (default 8)")
@@ -314,6 +350,9 @@ def add_train_parsers(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
     s.add_argument("--temperature", type=float, default=0.0, help="0 = most likely notes; >0 samples")
     s.add_argument("--no-wav", action="store_true", help="skip audio rendering")
+    s.add_argument("--bars", type=_positive, default=None,
+                   help="pianoroll models: bars per piece (default: one phrase, as trained). A masked model writes "
+                        "longer pieces phrase by phrase; another takes multiples of its phrase (phrases side by side)")
     s.add_argument("--pitch", type=int, default=None,
                    help="audio models: MIDI pitch of every clip (default: walk the trained pitches)")
     s.add_argument("--instrument", default=None,
@@ -418,6 +457,10 @@ def sample_pianoroll(args, g, data, meta, path) -> int:
     from musicgan.gan import generate
     from musicgan.render import write_samples
 
+    if getattr(args, "bars", None) not in (None, g.n_bars):
+        from musicgan.assist.commands import sample_bars
+
+        return sample_bars(args, g, data, meta, path)
     rolls = generate(g, args.n, seed=args.seed, temperature=args.temperature).numpy()
     written = write_samples(rolls, data, args.out, wav=not args.no_wav)
     print(f"sample: {args.n} phrases from {path} (step {meta['step']}, seed {args.seed})")
@@ -435,6 +478,8 @@ def sample_audio(args, g, data, meta, path) -> int:
     from musicgan.audio_model import NoteRequest, condition_index, generate_mels, label_grid
     from musicgan.render import write_audio_samples
 
+    if getattr(args, "bars", None) is not None:
+        raise UserError(f"--bars is for pianoroll models; {path} is an audio model, whose clips have a fixed length")
     if args.instrument == "all" or (args.pitch is not None and args.instrument is None):
         instruments = data.get("instruments") or [None]
     else:
@@ -616,6 +661,85 @@ def add_tune_parsers(sub) -> None:
     p.set_defaults(func=cmd_promote)
 
 
+def _assist_options(parser, n_default: int = 4) -> None:
+    """What every assistant command takes besides its input: the model, the output and the draw."""
+    _model_option(parser, "--checkpoint", MODEL_HELP + ", of a masked model (preset cpu-masked)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--n", type=_positive, default=n_default, help=f"versions to write (default {n_default})")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
+    parser.add_argument("--temperature", type=_temperature, default=0.0, help="0 = most likely notes; >0 samples")
+    parser.add_argument("--no-wav", action="store_true", help="skip audio rendering")
+
+
+def add_assist_parsers(sub) -> None:
+    h = _command(sub, "harmonize", help="write the other voices for a melody (MIDI) with a masked model",
+                 description=("Read a melody from a MIDI file and let a masked model (preset cpu-masked) write the\n"
+                              "other voices, window by window for melodies longer than a phrase. The melody is\n"
+                              "the soprano (or --voice bass), transposed into that voice's range if it must be;\n"
+                              "the output is in the melody's own key and tempo: a MIDI (and WAV) per version\n"
+                              "and harmonizations.png, with the melody's notes drawn in near-black."),
+                 example="musicgan harmonize --model runs/masked --melody tune.mid --out harmonized --n 4")
+    h.add_argument("--melody", required=True, help="MIDI file with the melody")
+    h.add_argument("--voice", choices=VOICE_CHOICES, default="soprano",
+                   help="the voice that sings the melody: soprano (the top voice, default) or bass (the lowest)")
+    h.add_argument("--track", default=None,
+                   help="the file's track with the melody: its index among the tracks with notes, or its name "
+                        "(default: the first)")
+    _assist_options(h)
+    h.set_defaults(func=cmd_harmonize)
+
+    c = _command(sub, "continue", help="write bars after a prompt (MIDI) with a masked model",
+                 description=("Read a prompt from a MIDI file (its tracks are the voices, highest first) and write\n"
+                              "--bars new bars after it, phrase by phrase. The prompt is kept as given; voices it\n"
+                              "lacks are written in its bars too. Output in the prompt's key and tempo."),
+                 example="musicgan continue --model runs/masked --prompt opening.mid --bars 16 --out continued")
+    c.add_argument("--prompt", required=True, help="MIDI file with the opening bars")
+    c.add_argument("--bars", type=_positive, required=True, help="new bars to write after the prompt")
+    _assist_options(c)
+    c.set_defaults(func=cmd_continue)
+
+    i = _command(sub, "inpaint", help="rewrite some voices in some bars of a piece (MIDI) with a masked model",
+                 description=("Read a piece from a MIDI file (its tracks are the voices, highest first) and let a\n"
+                              "masked model rewrite --voices in --bars; every other note is kept exactly. Bars\n"
+                              "count from 1 and include both ends: 3:4 is the third and fourth bars, 3 the third."),
+                 example="musicgan inpaint --model runs/masked --midi chorale.mid --bars 3:4 --voices alto,tenor "
+                         "--out filled")
+    i.add_argument("--midi", required=True, help="MIDI file with the piece")
+    i.add_argument("--bars", type=_bar_range, required=True,
+                   help="the bars to rewrite: FIRST:LAST counted from 1, inclusive (3:4), or one bar (3)")
+    i.add_argument("--voices", type=_names, default=None,
+                   help="the voices to rewrite, by the model's track names (alto,tenor; default: all)")
+    _assist_options(i)
+    i.set_defaults(func=cmd_inpaint)
+
+
+VOICE_CHOICES = ("soprano", "bass")  # musicgan.assist.commands.VOICE_TRACKS (a test keeps them equal)
+
+
+def cmd_harmonize(args) -> int:
+    require_model(args.model)
+    require_file(args.melody, "melody")
+    from musicgan.assist.commands import harmonize
+
+    return harmonize(args)
+
+
+def cmd_continue(args) -> int:
+    require_model(args.model)
+    require_file(args.prompt, "prompt")
+    from musicgan.assist.commands import continue_
+
+    return continue_(args)
+
+
+def cmd_inpaint(args) -> int:
+    require_model(args.model)
+    require_file(args.midi, "piece")
+    from musicgan.assist.commands import inpaint
+
+    return inpaint(args)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="musicgan",
@@ -627,6 +751,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_data_parser(sub)
     add_train_parsers(sub)
+    add_assist_parsers(sub)
     add_tune_parsers(sub)
     add_serve_parser(sub)
     add_cluster_parsers(sub)

@@ -14,6 +14,10 @@ import numpy as np
 from musicgan.config import FeatureConfig, from_dict
 
 TRACK_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+GIVEN_COLOUR = "#222222"
+"""Notes the user gave (near-black), apart from the generated ones in the track colours."""
+PANEL_WIDTH_IN = 3.2
+"""A phrase's panel; longer pieces get wider panels, up to a row of four phrases."""
 
 
 def feature_config(data: dict) -> FeatureConfig:
@@ -33,8 +37,15 @@ def midi_bytes(roll: np.ndarray, data: dict, tempo_qpm: float = 90.0) -> bytes:
 
 
 def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None, title: str | None = None,
-                  columns: int = 4) -> bytes:
-    """A grid of phrases, one colour per track, barlines drawn; returns PNG bytes (and writes ``path``)."""
+                  columns: int = 4, given: np.ndarray | None = None, feature_config: FeatureConfig | None = None,
+                  panel_width_in: float = PANEL_WIDTH_IN) -> bytes:
+    """A grid of phrases, one colour per track, barlines drawn; returns PNG bytes (and writes ``path``).
+
+    ``given``: bool ``[N, tracks, steps]`` (or ``[N, tracks, steps, pitches]``), the cells the user
+    gave (a melody, a prompt, the notes around a filled-in region). Their notes are drawn in
+    :data:`GIVEN_COLOUR` and the generated ones in the track colours, so the two read apart.
+    ``feature_config`` (default: the data's) places the octave lines, e.g. in a user's key.
+    """
 
     from matplotlib.colors import to_rgb
     from matplotlib.patches import Patch
@@ -43,9 +54,16 @@ def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None,
     n = len(rolls)
     cols = min(columns, n)
     rows = (n + cols - 1) // cols
-    fc = feature_config(data)
+    fc = feature_config if feature_config is not None else from_dict(FeatureConfig, data["feature_config"])
     steps, pitches = rolls.shape[2], rolls.shape[3]
-    fig = _figure((3.2 * cols, 2.4 * rows + 0.6))
+    if given is not None:
+        given = np.asarray(given, bool)
+        if given.shape not in (rolls.shape, rolls.shape[:3]):
+            raise ValueError(f"given must be shaped {rolls.shape[:3]} or {rolls.shape}, not {given.shape}")
+        if given.ndim == 3:
+            given = given[..., None]
+        given = np.broadcast_to(given, rolls.shape)
+    fig = _figure((panel_width_in * cols, 2.4 * rows + 0.6))
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
@@ -56,14 +74,19 @@ def pianoroll_png(rolls: np.ndarray, data: dict, path: str | Path | None = None,
         img = np.ones((pitches, steps, 3))
         for t in range(rolls.shape[1]):
             colour = to_rgb(TRACK_COLOURS[t % len(TRACK_COLOURS)])
-            img[rolls[i, t].T] = colour
+            if given is None:
+                img[rolls[i, t].T] = colour
+            else:
+                img[(rolls[i, t] & ~given[i, t]).T] = colour
+                img[(rolls[i, t] & given[i, t]).T] = to_rgb(GIVEN_COLOUR)
         ax.imshow(img, origin="lower", aspect="auto", interpolation="nearest")
         for b in range(1, steps // fc.steps_per_bar):
             ax.axvline(b * fc.steps_per_bar - 0.5, color="0.6", lw=0.6)
-        for c in range(0, pitches, 12):
-            if (fc.pitch_low + c) % 12 == 0:
-                ax.axhline(c - 0.5, color="0.85", lw=0.4)
+        for c in range(-fc.pitch_low % 12, pitches, 12):  # a line under each C
+            ax.axhline(c - 0.5, color="0.85", lw=0.4)
     handles = [Patch(color=TRACK_COLOURS[t % len(TRACK_COLOURS)], label=name) for t, name in enumerate(fc.track_names)]
+    if given is not None:
+        handles.append(Patch(color=GIVEN_COLOUR, label="given"))
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, fontsize=8)
     return _finish_png(fig, path, title, top=0.94)
 
@@ -117,13 +140,24 @@ def wav_bytes(midi, sample_rate_hz: int = 16_000) -> bytes:
     return buf.getvalue()
 
 
-def write_samples(rolls: np.ndarray, data: dict, out_dir: str | Path, wav: bool = True, prefix: str = "sample") -> list[Path]:
-    """One MIDI (and WAV) per phrase plus one PNG of them all. Returns the paths written."""
+def write_samples(rolls: np.ndarray, data: dict, out_dir: str | Path, wav: bool = True, prefix: str = "sample",
+                  given: np.ndarray | None = None, tempo_qpm: float = 90.0,
+                  feature_config: FeatureConfig | None = None, title: str | None = None) -> list[Path]:
+    """One MIDI (and WAV) per phrase plus one PNG of them all. Returns the paths written.
+
+    ``feature_config`` (default: the data's) writes the MIDI on another pitch axis: the one of
+    :func:`musicgan.assist.midi_in.output_feature_config` puts a user's piece back in its own key.
+    ``given`` marks the user's cells in the PNG (see :func:`pianoroll_png`). Pieces longer than a
+    phrase get wider panels, fewer to a row.
+    """
+    from musicgan.data.pianoroll import roll_to_pretty_midi
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    fc = feature_config if feature_config is not None else from_dict(FeatureConfig, data["feature_config"])
     written = []
     for i, roll in enumerate(rolls):
-        pm = to_midi(roll, data)
+        pm = roll_to_pretty_midi(roll, fc, tempo_qpm=tempo_qpm)
         path = out / f"{prefix}_{i:03d}.mid"
         pm.write(str(path))
         written.append(path)
@@ -132,7 +166,11 @@ def write_samples(rolls: np.ndarray, data: dict, out_dir: str | Path, wav: bool 
             wpath.write_bytes(wav_bytes(pm))
             written.append(wpath)
     png = out / f"{prefix}s.png"
-    pianoroll_png(rolls[:16], data, png)
+    phrases = rolls.shape[2] / (fc.bars * fc.steps_per_bar)
+    width_in = min(PANEL_WIDTH_IN * max(phrases, 1.0), 4 * PANEL_WIDTH_IN)
+    pianoroll_png(rolls[:16], data, png, title=title, columns=max(1, int(4 * PANEL_WIDTH_IN // width_in)),
+                  given=None if given is None else np.asarray(given)[:16], feature_config=fc,
+                  panel_width_in=width_in)
     written.append(png)
     return written
 

@@ -128,7 +128,7 @@ def all_commands(parser=None, prefix=()):
 def test_every_command_has_a_description_and_an_example():
     commands = dict(all_commands())
     assert {"data", "data build", "train", "sample", "evaluate", "tune", "promote", "serve", "submit", "jobs",
-            "demo"} <= {" ".join(c) for c in commands}
+            "demo", "harmonize", "continue", "inpaint"} <= {" ".join(c) for c in commands}
     for words, parser in commands.items():
         help_text = parser.format_help()
         assert parser.description, words
