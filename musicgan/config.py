@@ -243,6 +243,34 @@ class ModelConfig:
     critic_register: bool = False
     """The critic gets a register stream: each voice's absolute pitch per step, not only its
     pitch class, contour and intervals (False in checkpoints from before it existed)."""
+    masked: bool = False
+    """The creation assistant's generator: G also takes the known cells of a roll and a mask over
+    (track, step), and returns the full roll with the known cells copied in; it harmonizes,
+    continues, fills in and (with nothing known) generates. Training draws a mask per example from
+    the ``mask`` mixture; the critic sees the mask too (False in checkpoints from before it existed)."""
+
+
+@dataclass
+class MaskConfig:
+    """The mixture of masks a masked generator trains on: one kind drawn per example, with these
+    relative weights (they need not sum to 1). Used only with ``model.masked``."""
+
+    none: float = 0.2
+    """Nothing known: unconditional generation (today's job)."""
+    voice: float = 0.35
+    """One voice known, the rest generated (harmonization)."""
+    bass_share: float = 0.25
+    """Of the one-voice masks, the share that gives the bass; the others give the soprano."""
+    voices: float = 0.1
+    """Two or three voices known (accompaniment)."""
+    prompt: float = 0.2
+    """The first 1 to ``bars - 1`` bars known (continuation)."""
+    region: float = 0.15
+    """A random rectangle of bars x voices unknown, everything else known (inpainting)."""
+
+    def weights(self) -> dict[str, float]:
+        return {"none": self.none, "voice": self.voice, "voices": self.voices, "prompt": self.prompt,
+                "region": self.region}
 
 
 @dataclass
@@ -264,6 +292,11 @@ class LossConfig:
     """Weight of a term in G's loss: the total-variation distance between the generated and the real
     batch's vertical interval classes (per voice pair, at quarter-note beats; the measure
     ``vertical_distance`` of :mod:`musicgan.metrics`). 0 = off."""
+    recon_weight: float = 0.0
+    """Masked generators: weight of a term in G's loss, the cross-entropy of G's note logits against
+    the real notes in the cells it was asked to write (examples with at least one known cell only,
+    so unconditional generation keeps only the adversarial and statistics terms). It ties the
+    written voices to the given ones, as pix2pix's L1 term does; more weight, less variety. 0 = off."""
     aux_weight: float = 1.0
     """Weight of the auxiliary classifier's cross-entropy (spectrogram family, AC-GAN): the critic
     learns to name the pitch and instrument of real clips, and G is pushed to make clips it names right."""
@@ -324,6 +357,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
     preset: str = "cpu"
     """The preset this config started from (informational)."""
 
@@ -341,12 +375,23 @@ class Config:
         if self.model.leap_prior and (not family.voice_measures or self.model.output != "monophonic"):
             raise ConfigError(f"model.leap_prior needs the {with_voices} family with monophonic output (one pitch "
                               "per voice and step)")
+        if self.loss.recon_weight < 0:
+            raise ConfigError(f"loss.recon_weight must be at least 0, not {self.loss.recon_weight}")
+        if self.loss.recon_weight > 0 and not self.model.masked:
+            raise ConfigError("loss.recon_weight needs model.masked=true (it scores the cells G fills in)")
         for name in ("voice_stats_weight", "parallels_weight", "vertical_weight"):
             weight = getattr(self.loss, name)
             if weight < 0:
                 raise ConfigError(f"loss.{name} must be at least 0, not {weight}")
             if weight > 0 and not family.voice_measures:
                 raise ConfigError(f"loss.{name} compares voices: it needs the {with_voices} family")
+        weights = self.mask.weights()
+        if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ConfigError(f"mask weights must be at least 0 and not all 0: {weights}")
+        if not 0 <= self.mask.bass_share <= 1:
+            raise ConfigError(f"mask.bass_share must be within 0..1, not {self.mask.bass_share}")
+        if self.model.masked and not family.voice_measures:
+            raise ConfigError(f"model.masked needs the {with_voices} family (masks are over voices and steps)")
         if self.train.precision not in ("fp32", "bf16"):
             raise ConfigError(f"train.precision must be 'fp32' or 'bf16', not {self.train.precision!r}")
         for name in ("total_steps", "batch_size_per_worker", "num_workers", "checkpoint_every_steps",

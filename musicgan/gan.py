@@ -55,9 +55,10 @@ def _autocast(cfg: Config, device: torch.device):
     return contextlib.nullcontext()
 
 
-def _critic(d: nn.Module, x: torch.Tensor, labels: torch.Tensor | None):
-    """``(score, aux logits or None)``: a critic with an auxiliary classifier returns ``(score, *logits)``."""
-    out = d(x, labels)
+def _critic(d: nn.Module, x: torch.Tensor, labels: torch.Tensor | None, mask: torch.Tensor | None = None):
+    """``(score, aux logits or None)``: a critic with an auxiliary classifier returns ``(score, *logits)``.
+    A masked critic also takes the mask."""
+    out = d(x, labels) if mask is None else d(x, labels, mask)
     if isinstance(out, tuple):
         return out[0].float(), out[1:]
     return out.float(), None
@@ -68,22 +69,37 @@ def aux_loss(aux: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tenso
     return sum(torch.nn.functional.cross_entropy(logits.float(), labels[:, i]) for i, logits in enumerate(aux))
 
 
+def training_masks(g: nn.Module, real: torch.Tensor, cfg: Config) -> torch.Tensor | None:
+    """One mask per example of ``real`` from the configured mixture, for a masked generator (else None)."""
+    from musicgan.masks import draw_masks
+
+    if not getattr(g, "masked", False):
+        return None
+    b, t, steps, _ = real.shape
+    return draw_masks(b, t, g.n_bars, steps // g.n_bars, cfg.mask.weights(), cfg.mask.bass_share,
+                      device=real.device)
+
+
 def critic_step(gan: GAN, real: torch.Tensor, labels: torch.Tensor | None, cfg: Config) -> dict[str, float]:
-    """One critic update on a real batch and as many generated phrases."""
+    """One critic update on a real batch and as many generated phrases. A masked generator fills in
+    the real phrases under masks drawn for them, and the critic judges each phrase with its mask:
+    the given cells are the same on both sides, so only the generated cells can give a fake away."""
     g = unwrap(gan.g)
     b = real.shape[0]
+    mask = training_masks(g, real, cfg)
     with torch.no_grad(), _autocast(cfg, real.device):
         z, zt = g.sample_latents(b, device=real.device)
-        fake = g(z, zt, labels).float()
+        fake = (g(z, zt, labels) if mask is None else g(z, zt, labels, real, mask)).float()
     with _autocast(cfg, real.device):
-        scores, aux = _critic(gan.d, torch.cat([real, fake]), None if labels is None else torch.cat([labels, labels]))
+        scores, aux = _critic(gan.d, torch.cat([real, fake]), None if labels is None else torch.cat([labels, labels]),
+                              None if mask is None else torch.cat([mask, mask]))
     d_real, d_fake = scores[:b], scores[b:]
     out: dict[str, float] = {}
     if cfg.loss.kind == "wgan-gp":
         alpha = torch.rand(b, 1, 1, 1, device=real.device)
         mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
         # The penalty needs a double backward; it stays in fp32 for stability.
-        grad = torch.autograd.grad(_critic(gan.d, mixed, labels)[0].sum(), mixed, create_graph=True)[0]
+        grad = torch.autograd.grad(_critic(gan.d, mixed, labels, mask)[0].sum(), mixed, create_graph=True)[0]
         gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
         loss = d_fake.mean() - d_real.mean() + cfg.loss.gp_weight * gp
         out["gp"] = gp.item()
@@ -187,19 +203,42 @@ def vertical_histograms(x: torch.Tensor, beat_steps: int) -> torch.Tensor:
     return hist / hist.sum(-1, keepdim=True).clamp_min(1.0)
 
 
+def reconstruction_loss(logits: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of G's logits ``[B, tracks, steps, P (+1 rest)]`` against the real notes (a
+    rest where a monophonic track is silent) in the cells G writes, over examples where some cell is
+    known. 0 when no example has both known and unknown cells."""
+    real = real.float()
+    if logits.shape[-1] == real.shape[-1] + 1:   # monophonic: one class per step, the last a rest
+        target = torch.where(real.sum(-1) > 0, real.argmax(-1), real.shape[-1])
+        ce = torch.nn.functional.cross_entropy(logits.float().flatten(0, 2), target.flatten(),
+                                               reduction="none").view(target.shape)
+    else:                                          # binary: one sigmoid per pitch
+        ce = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), real, reduction="none").mean(-1)
+    written = (~mask) & mask.flatten(1).any(1)[:, None, None]
+    return (ce * written).sum() / written.sum().clamp_min(1)
+
+
 def generator_step(gan: GAN, batch_size: int, labels: torch.Tensor | None, cfg: Config,
                    device: torch.device, real: torch.Tensor | None = None) -> dict[str, float]:
     """One generator update against the current critic (and, with ``loss.voice_stats_weight``, the
-    voice statistics of the ``real`` batch)."""
+    voice statistics of the ``real`` batch). A masked generator fills in ``real`` under fresh masks."""
     d = unwrap(gan.d)
     d.requires_grad_(False)
+    mask = training_masks(unwrap(gan.g), real, cfg) if real is not None else None
     try:
         with _autocast(cfg, device):
             z, zt = unwrap(gan.g).sample_latents(batch_size, device=device)
-            fake = gan.g(z, zt, labels)
-            score, aux = _critic(d, fake, labels)
-            loss = -score.mean()
             out = {}
+            if mask is None:
+                fake = gan.g(z, zt, labels)
+            else:
+                fake, logits = gan.g(z, zt, labels, real, mask, return_logits=True)
+            score, aux = _critic(d, fake, labels, mask)
+            loss = -score.mean()
+            if mask is not None and cfg.loss.recon_weight > 0:
+                rec = reconstruction_loss(logits, real, mask)
+                loss = loss + cfg.loss.recon_weight * rec
+                out["recon"] = rec.item()
             if cfg.loss.voice_stats_weight > 0 and real is not None:
                 vs = voice_stats_loss(fake, real)
                 loss = loss + cfg.loss.voice_stats_weight * vs
@@ -288,6 +327,13 @@ class Request:
     label: int | None = None
     phrases_per_sample: int = 1
     """Consecutive phrases that make one sample: they share each track's latent (its "voice")."""
+    context: torch.Tensor | None = None
+    """Masked generators: the known roll, bool ``[n, tracks, steps, pitches]`` (only cells under ``mask`` count)."""
+    mask: torch.Tensor | None = None
+    """Masked generators: bool ``[n, tracks, steps]``, true where ``context`` is known. None = nothing known."""
+    track_seed: int | None = None
+    """Draw the track latents (the voices) from this seed instead of ``seed``: the windows of one long
+    piece share their voices while each draws its own phrase latent."""
 
 
 @torch.no_grad()
@@ -306,10 +352,20 @@ def generate_many(g: nn.Module, requests: list[Request], return_exceptions: bool
     was_training = g.training
     g.eval()
     try:
-        gens, zs, zts, labels = [], [], [], []
+        gens, zs, zts, labels, contexts, masks = [], [], [], [], [], []
+        masked = getattr(g, "masked", False)
+        shape = (g.n_tracks, g.n_bars * g.steps_per_bar)
         for r in requests:
             gen = torch.Generator().manual_seed(r.seed)
             z, zt = g.sample_latents(r.n, generator=gen)
+            if r.track_seed is not None:
+                zt = g.sample_latents(r.n, generator=torch.Generator().manual_seed(r.track_seed))[1]
+            if masked:
+                known = r.mask is not None
+                masks.append(r.mask.bool() if known else torch.zeros(r.n, *shape, dtype=torch.bool))
+                contexts.append(r.context.float() if known else torch.zeros(r.n, *shape, g.n_pitches))
+            elif r.mask is not None and bool(r.mask.any()):
+                raise SamplingError("this model is not a masked model: it cannot take known notes")
             if r.phrases_per_sample > 1:  # every phrase of a sample keeps its first phrase's track latents
                 k = r.phrases_per_sample
                 zt = zt.view(r.n // k, k, *zt.shape[1:])[:, :1].expand(-1, k, -1, -1).reshape(zt.shape)
@@ -318,11 +374,18 @@ def generate_many(g: nn.Module, requests: list[Request], return_exceptions: bool
             zts.append(zt)
             labels.append(torch.full((r.n,), 0 if r.label is None else r.label, dtype=torch.long))
         lab = torch.cat(labels) if g.label is not None else None
-        logits = g.logits(torch.cat(zs), torch.cat(zts), lab)
+        sizes = [r.n for r in requests]
+        if masked:
+            context, mask = torch.cat(contexts), torch.cat(masks)
+            logits = g.logits(torch.cat(zs), torch.cat(zts), lab, context, mask)
+            known = list(zip(context.split(sizes), mask.split(sizes)))
+        else:
+            logits = g.logits(torch.cat(zs), torch.cat(zts), lab)
+            known = [(None, None)] * len(requests)
         out: list = []
-        for r, gen, part in zip(requests, gens, logits.split([r.n for r in requests])):
+        for r, gen, part, (ctx, m) in zip(requests, gens, logits.split(sizes), known):
             try:
-                out.append(_sample(g, r, gen, part))
+                out.append(_sample(g, r, gen, part, ctx, m))
             except Exception as e:
                 if not return_exceptions:
                     raise
@@ -332,8 +395,8 @@ def generate_many(g: nn.Module, requests: list[Request], return_exceptions: bool
         g.train(was_training)
 
 
-def _sample(g: nn.Module, r: Request, gen: torch.Generator, part: torch.Tensor) -> torch.Tensor:
-    """One request's rolls from its share of the logits."""
+def _sample(g: nn.Module, r: Request, gen: torch.Generator, part: torch.Tensor, context=None, mask=None) -> torch.Tensor:
+    """One request's rolls from its share of the logits; a masked generator's known cells copied in."""
     if g.output == "monophonic":
         def pick(logits: torch.Tensor) -> torch.Tensor:
             if r.temperature > 0:
@@ -347,10 +410,15 @@ def _sample(g: nn.Module, r: Request, gen: torch.Generator, part: torch.Tensor) 
             return torch.nn.functional.one_hot(idx, logits.shape[-1])
 
         # with a leap prior each step's logits depend on the step before: decoded one step at a time
-        roll = (g.decode(part, pick) if getattr(g, "leap_logits", None) is not None else pick(part))[..., : g.n_pitches]
+        if getattr(g, "leap_logits", None) is not None:
+            roll = g.decode(part, pick, context, mask)[..., : g.n_pitches]
+        else:
+            roll = pick(part)[..., : g.n_pitches]
     else:
         probs = torch.sigmoid(part)
         roll = (torch.rand(probs.shape, generator=gen) < probs) if r.temperature > 0 else probs > r.threshold
+    if mask is not None:
+        roll = torch.where(mask[..., None], context > 0, roll.bool())
     return roll.bool()
 
 

@@ -14,13 +14,25 @@ Generator (MuseGAN's hybrid model, made compact for CPUs):
   with; the ``cpu`` preset turns the first two on): ``voice_register``, a learned logit per voice
   and pitch; ``leap_prior``, each voice decoded one rendered step after another with a learned
   logit per leap size from the step before (:meth:`Generator.decode`), so a note depends on the
-  last one instead of being chosen independently at every step; ``harmony`` (on), the chroma head.
+  last one instead of being chosen independently at every step; ``harmony`` (on), the chroma head;
+  ``masked``, the creation assistant's inpainting generator (below).
+
+Masked generator (``masked``): G also takes a context, the known cells of a roll and a mask over
+(track, step), and returns the full roll with the known cells copied in (:meth:`Generator.forward`).
+A context encoder (convolutions over time at the rendered resolution) reads the known notes and the
+mask; its features steer the temporal network (one vector for the phrase), the bar generator (one
+per bar), the harmony head (a pitch-class logit per step) and every voice's pitch logits per step,
+and a pitch-translation-equivariant convolution over (time, pitch) lets a voice lean on the known
+notes within an octave of each pitch. The leap prior decodes through the known notes, so a voice
+leaving a known note is biased by it (the seam).
 
 Critic: a pitch-time stream (tracks as channels), a chroma stream (pitch classes, which carry the
 harmony), an onset stream, a contour stream (each voice's pitch and motion) and an interval stream
 (the interval class between every pair of voices at every step), joined per bar and then over the
 phrase; with ``register``, also a register stream (each voice's absolute pitch per step). No batch
 norm (WGAN-GP penalises per-sample gradients). Labels enter by projection (Miyato & Koyama, 2018).
+With ``masked`` the onset stream also sees the mask, so the critic knows which cells were given and
+can judge the seams between given and generated notes.
 """
 
 from __future__ import annotations
@@ -61,7 +73,7 @@ class Generator(nn.Module):
     def __init__(self, n_tracks: int, n_bars: int, steps_per_bar: int, n_pitches: int, latent_dim: int = 64,
                  track_latent_dim: int = 16, channels: int = 128, n_labels: int = 1, label_dim: int = 16,
                  output: str = "monophonic", time_upsample: int = 1, harmony: bool = True,
-                 voice_register: bool = False, leap_prior: bool = False):
+                 voice_register: bool = False, leap_prior: bool = False, masked: bool = False):
         super().__init__()
         if steps_per_bar % (4 * time_upsample) or n_pitches % 12:
             raise ValueError("the generator needs steps_per_bar divisible by 4 * time_upsample and pitches by 12")
@@ -74,12 +86,30 @@ class Generator(nn.Module):
         self.n_labels = n_labels
         self.label = nn.Embedding(n_labels, label_dim) if n_labels > 1 else None
         cond = label_dim if n_labels > 1 else 0
-        # temporal network: z -> one latent per bar
+        self.masked = masked
+        n_out = n_pitches + (1 if output == "monophonic" else 0)
+        ctx = max(channels // 2, 8) if masked else 0
+        if masked:
+            # per track and step: the known pitch (one-hot) and whether the cell is known; pooled to the
+            # rendered resolution, then convolved over time (half a bar either side)
+            self.context = nn.Sequential(
+                nn.Conv1d(n_tracks * (n_pitches + 1), ctx, time_upsample, time_upsample), nn.LeakyReLU(0.2),
+                nn.Conv1d(ctx, ctx, 5, padding=2), nn.LeakyReLU(0.2),
+                nn.Conv1d(ctx, ctx, 5, padding=2), nn.LeakyReLU(0.2),
+            )
+            self.context_harmony = nn.Conv1d(ctx, 12, 1)            # a pitch-class logit per step
+            self.context_pitch = nn.Conv1d(ctx, n_tracks * n_out, 1)  # each voice's pitch logits per step
+            # (time x pitch) over the known roll and mask: "a third below the known soprano", at any pitch
+            self.context_local = nn.Conv2d(2 * n_tracks, n_tracks, (3, 25), padding=(1, 12))
+            for layer in (self.context_pitch, self.context_local):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        # temporal network: z (and the context's summary) -> one latent per bar
         self.temporal = nn.Sequential(
-            nn.Linear(latent_dim + cond, 256), nn.LayerNorm(256), nn.ReLU(),
+            nn.Linear(latent_dim + cond + ctx, 256), nn.LayerNorm(256), nn.ReLU(),
             nn.Linear(256, n_bars * latent_dim),
         )
-        bar_in = 2 * latent_dim + n_tracks * track_latent_dim + cond
+        bar_in = 2 * latent_dim + n_tracks * track_latent_dim + cond + ctx
         c = channels
         self.t0, self.p0 = self.gen_steps // 4, n_pitches // 12  # first feature map: (time/4, pitch/12)
         self.fc = nn.Sequential(nn.Linear(bar_in, c * self.t0 * self.p0), nn.BatchNorm1d(c * self.t0 * self.p0),
@@ -100,7 +130,6 @@ class Generator(nn.Module):
         self.harmony_head = nn.Conv2d(c // 4, 12, (1, 3 * self.p0)) if harmony else None
         # pitch class of each output pitch, relative to the lowest (the harmony head learns the offset)
         self.register_buffer("pitch_classes", torch.arange(n_pitches) % 12, persistent=False)
-        n_out = n_pitches + (1 if output == "monophonic" else 0)
         # a learned logit per track and pitch (and rest): each voice's register, which the
         # translation-equivariant pitch convolutions can only reach through their input features
         self.register_bias = nn.Parameter(torch.zeros(n_tracks, n_out)) if voice_register else None
@@ -112,25 +141,48 @@ class Generator(nn.Module):
             p = torch.arange(n_pitches)
             self.register_buffer("leap_index", (p[:, None] - p[None, :]).abs(), persistent=False)
 
-    def logits(self, z: torch.Tensor, z_tracks: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Pre-activation output ``[B, tracks, steps, pitches (+1 rest if monophonic)]``."""
+    def logits(self, z: torch.Tensor, z_tracks: torch.Tensor, labels: torch.Tensor | None = None,
+               context: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-activation output ``[B, tracks, steps, pitches (+1 rest if monophonic)]``. A masked
+        generator also takes ``context`` (the known roll ``[B, tracks, steps, pitches]``; unknown cells
+        are ignored) and ``mask`` (``[B, tracks, steps]``, true where known); without them nothing is known."""
         b = z.shape[0]
         cond = [self.label(labels)] if self.label is not None else []
-        bars = self.temporal(torch.cat([z] + cond, 1)).view(b, self.n_bars, self.latent_dim)
+        ctx_steps = None
+        if self.masked:
+            context, mask = self._known(b, context, mask, z)
+            ctx_steps = self._encode_context(context, mask)                      # [B, ctx, rendered steps]
+            per_bar_ctx = ctx_steps.view(b, ctx_steps.shape[1], self.n_bars, -1).mean(3).transpose(1, 2)
+            cond_phrase = cond + [ctx_steps.mean(2)]
+        else:
+            cond_phrase = cond
+        bars = self.temporal(torch.cat([z] + cond_phrase, 1)).view(b, self.n_bars, self.latent_dim)
         per_bar = torch.cat([
             bars,
             z[:, None].expand(b, self.n_bars, self.latent_dim),
             z_tracks.reshape(b, 1, -1).expand(b, self.n_bars, -1),
-        ] + [c[:, None].expand(b, self.n_bars, -1) for c in cond], 2).reshape(b * self.n_bars, -1)
+        ] + [c[:, None].expand(b, self.n_bars, -1) for c in cond]
+          + ([per_bar_ctx] if self.masked else []), 2).reshape(b * self.n_bars, -1)
         h = self.fc(per_bar).view(b * self.n_bars, -1, self.t0, self.p0)
         h = self.body(h)  # [B*bars, c/4, gen_steps, pitches/4]
         pitch = self.pitch_head(h)  # [B*bars, tracks, gen_steps, pitches]
-        if self.harmony_head is not None:
-            harmony = self.harmony_head(h).squeeze(3).transpose(1, 2)  # [B*bars, gen_steps, 12]
+        harmony = self.harmony_head(h).squeeze(3).transpose(1, 2) if self.harmony_head is not None else None
+        if self.masked:  # the context's pitch-class logits join the harmony head's
+            known_harmony = self._per_bar(self.context_harmony(ctx_steps), b)    # [B*bars, 12, gen_steps]
+            harmony = known_harmony.transpose(1, 2) + (harmony if harmony is not None else 0)
+        if harmony is not None:  # [B*bars, gen_steps, 12]
             pitch = pitch + harmony[:, None, :, self.pitch_classes]
         if self.output == "monophonic":
             rest = self.rest_head(h)  # [B*bars, tracks, gen_steps, 1]
             pitch = torch.cat([pitch, rest], 3)
+        if self.masked:
+            n_out = pitch.shape[3]
+            voice = self._per_bar(self.context_pitch(ctx_steps), b)               # [B*bars, tracks*out, gen]
+            pitch = pitch + voice.view(-1, self.n_tracks, n_out, self.gen_steps).transpose(2, 3)
+            local = self.context_local(self._rendered_known(context, mask))      # [B, tracks, rendered, P]
+            local = local.view(b, self.n_tracks, self.n_bars, self.gen_steps, self.n_pitches).transpose(1, 2)
+            local = local.reshape(b * self.n_bars, self.n_tracks, self.gen_steps, self.n_pitches)
+            pitch = pitch + F.pad(local, (0, n_out - self.n_pitches))
         if self.register_bias is not None:
             pitch = pitch + self.register_bias[:, None]
         if self.time_upsample > 1:  # hold each rendered step
@@ -139,14 +191,58 @@ class Generator(nn.Module):
         out = pitch.view(b, self.n_bars, self.n_tracks, self.steps_per_bar, -1).permute(0, 2, 1, 3, 4)
         return out.reshape(b, self.n_tracks, self.n_bars * self.steps_per_bar, -1)
 
-    def forward(self, z, z_tracks, labels=None) -> torch.Tensor:
-        """A roll the critic can take: hard values forward, soft gradients backward."""
-        logits = self.logits(z, z_tracks, labels)
+    def _known(self, b: int, context, mask, like: torch.Tensor):
+        """The context and mask, zeros (nothing known) when not given; unknown cells zeroed."""
+        steps = self.n_bars * self.steps_per_bar
+        if mask is None:
+            mask = like.new_zeros(b, self.n_tracks, steps, dtype=torch.bool)
+        if context is None:
+            context = like.new_zeros(b, self.n_tracks, steps, self.n_pitches)
+        return context.to(like.dtype) * mask[..., None].to(like.dtype), mask
+
+    def _encode_context(self, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, s, p = context.shape
+        cells = torch.cat([context, mask[..., None].to(context.dtype)], 3)       # [B, t, s, p+1]
+        return self.context(cells.permute(0, 1, 3, 2).reshape(b, t * (p + 1), s))
+
+    def _rendered_known(self, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, 2 tracks, rendered steps, P]``: the known roll and mask, max-pooled to the rendered steps."""
+        b, t, s, p = context.shape
+        u = self.time_upsample
+        known = context.view(b, t, s // u, u, p).amax(3)
+        m = mask.to(context.dtype).view(b, t, s // u, u).amax(3)[..., None].expand(-1, -1, -1, p)
+        return torch.cat([known, m], 1)
+
+    def _per_bar(self, steps: torch.Tensor, b: int) -> torch.Tensor:
+        """``[B, C, bars * gen_steps]`` -> ``[B * bars, C, gen_steps]``."""
+        c = steps.shape[1]
+        return steps.view(b, c, self.n_bars, self.gen_steps).transpose(1, 2).reshape(b * self.n_bars, c, -1)
+
+    def forward(self, z, z_tracks, labels=None, context=None, mask=None, return_logits: bool = False):
+        """A roll the critic can take: hard values forward, soft gradients backward. A masked
+        generator returns the known cells of ``context`` exactly where ``mask`` is set. With
+        ``return_logits``, ``(roll, logits)`` (the logits before the leap prior)."""
+        logits = self.logits(z, z_tracks, labels, context, mask)
+        if return_logits:
+            return self.forward_logits(logits, context, mask), logits
+        return self.forward_logits(logits, context, mask)
+
+    def forward_logits(self, logits: torch.Tensor, context=None, mask=None) -> torch.Tensor:
+        """The straight-through roll from :meth:`logits` (decoded with the leap prior when on)."""
         if self.output == "monophonic":
             if self.leap_logits is not None:
-                return self.decode(logits, straight_through_onehot)[..., : self.n_pitches]
-            return straight_through_onehot(logits)[..., : self.n_pitches]
-        return straight_through_threshold(logits)
+                roll = self.decode(logits, straight_through_onehot, context, mask)[..., : self.n_pitches]
+            else:
+                roll = straight_through_onehot(logits)[..., : self.n_pitches]
+        else:
+            roll = straight_through_threshold(logits)
+        return self.composite(roll, context, mask)
+
+    def composite(self, roll: torch.Tensor, context, mask) -> torch.Tensor:
+        """``roll`` with the known cells of ``context`` copied in where ``mask`` is set."""
+        if not self.masked or mask is None or context is None:
+            return roll
+        return torch.where(mask[..., None], context.to(roll.dtype), roll)
 
     def leap_bias(self, previous: torch.Tensor) -> torch.Tensor:
         """``[B, tracks, pitches + 1]`` logits added to a step given the step before it, one-hot
@@ -157,12 +253,21 @@ class Generator(nn.Module):
         table = F.pad(table, (0, 1, 0, 1))                                      # the rest row and column
         return torch.einsum("btq,tqp->btp", previous.to(table.dtype), table)
 
-    def decode(self, logits: torch.Tensor, pick) -> torch.Tensor:
+    def decode(self, logits: torch.Tensor, pick, context: torch.Tensor | None = None,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
         """One-hot rolls from :meth:`logits` with the leap prior, one rendered step after another:
         ``pick(step logits [B, tracks, P+1]) -> one-hot`` (straight-through in training, argmax or a
-        seeded draw when sampling) sees each step's logits plus :meth:`leap_bias` of the step before."""
+        seeded draw when sampling) sees each step's logits plus :meth:`leap_bias` of the step before.
+        Where ``mask`` marks a cell known, the next step's prior starts from the known note instead
+        (the rendered step's last sub-step), so generated notes lead on from given ones."""
         u = self.time_upsample
         rendered = logits[:, :, ::u]
+        known = None
+        if mask is not None and context is not None and self.masked:
+            last = mask[:, :, u - 1 :: u]                                          # [B, t, rendered]
+            notes = context[:, :, u - 1 :: u].to(logits.dtype)
+            rest = (1 - notes.sum(-1, keepdim=True)).clamp_min(0)
+            known = (last, torch.cat([notes, rest], -1))
         chosen, previous = [], None
         for s in range(rendered.shape[2]):
             step = rendered[:, :, s]
@@ -170,6 +275,8 @@ class Generator(nn.Module):
                 step = step + self.leap_bias(previous)
             previous = pick(step)
             chosen.append(previous)
+            if known is not None:
+                previous = torch.where(known[0][:, :, s, None], known[1][:, :, s], previous)
         out = torch.stack(chosen, 2)
         return out.repeat_interleave(u, dim=2) if u > 1 else out
 
@@ -181,9 +288,10 @@ class Generator(nn.Module):
 
 class Critic(nn.Module):
     def __init__(self, n_tracks: int, n_bars: int, steps_per_bar: int, n_pitches: int, channels: int = 128,
-                 n_labels: int = 1, register: bool = False):
+                 n_labels: int = 1, register: bool = False, masked: bool = False):
         super().__init__()
         c = max(channels // 2, 8)
+        self.masked = masked
         self.n_bars, self.steps_per_bar, self.n_pitches = n_bars, steps_per_bar, n_pitches
         act = nn.LeakyReLU(0.2)
         beat = steps_per_bar // 4
@@ -199,9 +307,9 @@ class Critic(nn.Module):
             nn.Conv1d(n_tracks * 12, c, beat, beat), act,               # [c, beats]
             nn.Conv1d(c, c, 4, 4), act,                                  # [c, bars]
         )
-        # onset stream: where notes start, per track
+        # onset stream: where notes start, per track (and, when masked, which cells were given)
         self.onset = nn.Sequential(
-            nn.Conv1d(n_tracks, c // 2, beat, beat), act,
+            nn.Conv1d(n_tracks * (2 if masked else 1), c // 2, beat, beat), act,
             nn.Conv1d(c // 2, c // 2, 4, 4), act,
         )
         # contour stream: each track's (mean) pitch per step and its step-to-step motion, so leaps
@@ -234,7 +342,8 @@ class Critic(nn.Module):
         self.out = nn.Linear(2 * c, 1)
         self.embed = nn.Embedding(n_labels, 2 * c) if n_labels > 1 else None
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         b, t, steps, p = x.shape
         h1 = self.pitch_time(x).squeeze(3)                                      # [B, 2c, bars]
         chroma = x.view(b, t, steps, p // 12, 12).sum(3)                        # [B, t, steps, 12]
@@ -243,6 +352,9 @@ class Critic(nn.Module):
         # a step starts a note when its pitch differs from the previous step's
         change = (x[:, :, 1:] - x[:, :, :-1]).abs().amax(3)
         onsets = torch.cat([sounding[:, :, :1], change], 2)
+        if self.masked:
+            given = mask.to(x.dtype) if mask is not None else torch.zeros_like(onsets)
+            onsets = torch.cat([onsets, given], 1)
         h3 = self.onset(onsets)
         level = (x * self.pitch_axis).sum(3) / x.sum(3).clamp_min(1.0)          # [B, t, steps], 0..1
         motion = torch.cat([torch.zeros_like(level[:, :, :1]), level[:, :, 1:] - level[:, :, :-1]], 2)
@@ -271,9 +383,9 @@ def build_models(model_cfg, example_shape: list[int], bars: int, n_labels: int) 
                   track_latent_dim=model_cfg.track_latent_dim, channels=model_cfg.channels, n_labels=n_labels,
                   label_dim=model_cfg.label_dim, output=model_cfg.output, time_upsample=model_cfg.time_upsample,
                   harmony=model_cfg.harmony_head, voice_register=model_cfg.voice_register,
-                  leap_prior=model_cfg.leap_prior)
+                  leap_prior=model_cfg.leap_prior, masked=model_cfg.masked)
     d = Critic(n_tracks, bars, steps_per_bar, n_pitches, channels=model_cfg.channels, n_labels=n_labels,
-               register=model_cfg.critic_register)
+               register=model_cfg.critic_register, masked=model_cfg.masked)
     return g, d
 
 

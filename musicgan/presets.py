@@ -25,6 +25,15 @@ PRESETS: dict[str, list[str]] = {
                     "optim.ema_decay=0.995", "loss.critic_steps=1", "optim.lr_d=2e-3"]),
     # the cpu preset trained twice as long (about 30 minutes on two cores)
     "cpu-long": CPU + ["train.total_steps=2600"],
+    # --- the creation assistant: the masked generator (harmonize, continue, fill in, long pieces) ---
+    # trains in seconds; for tests
+    "cpu-masked-tiny": ["model.masked=true", "model.voice_register=true", "model.leap_prior=true",
+                        "model.critic_register=true", "model.latent_dim=16", "model.track_latent_dim=4",
+                        "model.channels=16", "train.total_steps=6", "train.batch_size_per_worker=16",
+                        "optim.lr_final_frac=1.0", "train.checkpoint_every_steps=3", "train.eval_every_steps=3",
+                        "train.eval_samples=32", "train.shuffle_buffer_rows=64"],
+    # the cpu preset's model and losses, masked
+    "cpu-masked": CPU + ["model.masked=true"],
     # MuseGAN scale, for GPU clusters
     "gpu": [
         "model.latent_dim=128", "model.track_latent_dim=32", "model.channels=512",

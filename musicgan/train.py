@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from musicgan import checkpoint as ckpt
-from musicgan.config import Config, ConfigError, from_dict, to_dict
+from musicgan.config import Config, ConfigError, ModelConfig, from_dict, to_dict
 from musicgan.families import check_feature_kind, family_for_kind, get_family
 from musicgan.gan import generate, make_gan, train
 from musicgan.metrics import EVAL_SEED
@@ -323,7 +323,8 @@ def _check_same_run(run: Path, cfg: Config, data: dict) -> None:
     if old["data"]["feature_hash"] != data["feature_hash"]:
         raise ConfigError(f"{run} was trained on data with feature hash {old['data']['feature_hash']}, "
                           f"not {data['feature_hash']}; use another --run-dir")
-    if old["config"]["model"] != to_dict(cfg)["model"]:
+    # rebuilt, so a run saved before a model option existed compares with that option's default
+    if to_dict(from_dict(ModelConfig, old["config"]["model"])) != to_dict(cfg)["model"]:
         raise ConfigError(f"{run} holds a run with another model config; use another --run-dir")
 
 

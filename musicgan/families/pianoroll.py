@@ -12,7 +12,20 @@ def build(model_cfg, data: dict):
 
 
 def data_info(manifest: dict) -> dict:
-    return {}
+    """Each voice's lowest and highest MIDI pitch in the build (``voice_ranges``): where a user's
+    melody is transposed to before the assistant harmonizes it (:mod:`musicgan.assist.midi_in`)."""
+    stats = manifest.get("track_stats") or {}
+    ranges = [[stats.get(name, {}).get("pitch_min"), stats.get(name, {}).get("pitch_max")]
+              for name in manifest["feature_config"]["track_names"]]
+    return {"voice_ranges": ranges} if all(None not in r for r in ranges) else {}
+
+
+def voice_ranges(data: dict) -> list[tuple[int, int]]:
+    """Each voice's (lowest, highest) MIDI pitch: from the build, or the model's whole range for
+    checkpoints from before builds recorded it."""
+    fc = data["feature_config"]
+    full = (fc["pitch_low"], fc["pitch_high"] - 1)
+    return [tuple(r) for r in data.get("voice_ranges") or [full] * len(fc["track_names"])]
 
 
 def batch_tensors(data: dict, device):
