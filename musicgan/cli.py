@@ -368,7 +368,11 @@ def add_train_parsers(sub) -> None:
                  example="musicgan evaluate --model runs/bach --data data/bach --n 1000")
     _model_option(e, "--checkpoint", MODEL_HELP)
     e.add_argument("--data", required=True, help="the data build it was trained on")
-    e.add_argument("--n", type=_positive, default=1000, help="phrases to generate (default 1000)")
+    e.add_argument("--n", type=_positive, default=None,
+                   help="phrases to generate (default 1000; with --task, held-out phrases to complete, default 512)")
+    e.add_argument("--task", choices=["harmonize", "continue", "long", "all"], default=None,
+                   help="masked (assistant) models: judge a task on held-out chorales instead, beside Bach's own "
+                        "figures and the clamp and random baselines; 'all' adds the unconditional table")
     e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     e.add_argument("--json", default=None, help="where to write the table as JSON (default: evaluation-CHECKPOINT.json "
                    "in the run folder, beside the checkpoint; never inside it; needed for a registry version)")
@@ -511,8 +515,15 @@ def cmd_evaluate(args) -> int:
     from musicgan.registry import resolve
 
     path, _ = resolve(args.model)
+    if args.task:
+        from musicgan.assist.evaluate import evaluate_tasks, table_text
+
+        report = evaluate_tasks(str(path), args.data, task=args.task, n=args.n or 512, seed=args.seed,
+                                json_path=args.json)
+        print(table_text(report))
+        return 0
     family = get_family(read_meta(path)["config"]["model"]["family"])
-    report = family.evaluate(str(path), args.data, n=args.n, seed=args.seed, json_path=args.json)
+    report = family.evaluate(str(path), args.data, n=args.n or 1000, seed=args.seed, json_path=args.json)
     print(family.table_text(report))
     return 0
 

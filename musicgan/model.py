@@ -101,7 +101,10 @@ class Generator(nn.Module):
             self.context_pitch = nn.Conv1d(ctx, n_tracks * n_out, 1)  # each voice's pitch logits per step
             # (time x pitch) over the known roll and mask: "a third below the known soprano", at any pitch
             self.context_local = nn.Conv2d(2 * n_tracks, n_tracks, (3, 25), padding=(1, 12))
-            for layer in (self.context_pitch, self.context_local):
+            # the known notes' pitch-class distribution -> a pitch-class logit at every step: the key
+            # of the given bars reaches the bars written far from them
+            self.context_key = nn.Linear(12, 12)
+            for layer in (self.context_pitch, self.context_local, self.context_key):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
         # temporal network: z (and the context's summary) -> one latent per bar
@@ -169,6 +172,11 @@ class Generator(nn.Module):
         harmony = self.harmony_head(h).squeeze(3).transpose(1, 2) if self.harmony_head is not None else None
         if self.masked:  # the context's pitch-class logits join the harmony head's
             known_harmony = self._per_bar(self.context_harmony(ctx_steps), b)    # [B*bars, 12, gen_steps]
+            per_pitch = context.sum((1, 2))                                       # [B, P]
+            classes = torch.zeros(b, 12, dtype=per_pitch.dtype, device=per_pitch.device)
+            classes = classes.index_add(1, self.pitch_classes, per_pitch)
+            key = self.context_key(classes / classes.sum(1, keepdim=True).clamp_min(1.0))  # [B, 12]
+            known_harmony = known_harmony + key.repeat_interleave(self.n_bars, 0)[:, :, None]
             harmony = known_harmony.transpose(1, 2) + (harmony if harmony is not None else 0)
         if harmony is not None:  # [B*bars, gen_steps, 12]
             pitch = pitch + harmony[:, None, :, self.pitch_classes]

@@ -190,7 +190,8 @@ def _train_worker_pids() -> list[int]:
 def test_a_killed_worker_is_replaced_and_the_run_finishes(bach_data, tmp_path):
     run = tmp_path / "faulty"
     total, every = 24, 4
-    cfg = load_preset("cpu-tiny", ["train.num_workers=2", f"train.total_steps={total}",
+    # the masked (assistant) model: its mask draws and context ride through the same restart machinery
+    cfg = load_preset("cpu-masked-tiny", ["train.num_workers=2", f"train.total_steps={total}",
                                    f"train.checkpoint_every_steps={every}", f"train.eval_every_steps={every}",
                                    "train.max_failures=2"])
     killed = {}
@@ -227,6 +228,15 @@ def test_a_killed_worker_is_replaced_and_the_run_finishes(bach_data, tmp_path):
     for p in run.glob("checkpoint_0*"):
         ckpt.read_meta(p)
         ckpt.load_generator(p)
+    g = ckpt.load_generator(latest)[0]
+    assert g.masked
+    from musicgan.assist.fill import fill, line_roll
+    import numpy as np
+    line = np.arange(64) % 20 + 20
+    known = np.zeros((4, 64), bool)
+    known[0] = True
+    out = fill(g, line_roll(line, 4, 0, 48), known, n=2, seed=1)
+    assert (out[:, 0].argmax(-1) == line).all()
     # every evaluation step is reported exactly once: nothing duplicated, nothing missing
     steps = [int(r["step"]) for r in csv_rows(run)]
     assert steps == list(range(every, total + 1, every))
