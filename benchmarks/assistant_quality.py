@@ -1,0 +1,106 @@
+"""The creation assistant's quality: train a masked preset on 2 workers, judge every task's target.
+
+1. Build the embedded Bach chorales (or reuse ``--data``), then train ``--preset`` (default
+   ``cpu-masked-long``, the 30-minute preset; ``cpu-masked`` is the 15-minute one) on ``--workers``
+   Ray Train workers (default 2) through ``musicgan.train.fit``, with ``train.seed`` = ``--seed``.
+   ``--model`` skips training and judges a trained run or checkpoint.
+2. Run ``musicgan evaluate --task all`` (:func:`musicgan.assist.evaluate.evaluate_tasks`) on ``--n``
+   held-out phrases: harmonize (soprano given), continue (2 bars given), long (32-bar pieces) and the
+   unconditional evaluate table, each beside Bach's own figures and the clamp and random baselines.
+3. Print the table, then one JSON line: every target as ``<figure>`` (its value), ``<figure>_target``
+   and a boolean ``<figure>_met``; ``all_met``; ``missed``; the main figures beside Bach's and the
+   baselines'; ``train_wall_s`` (the ``fit`` call, Ray start-up included), ``train_limit_s`` and
+   ``checkpoint``.
+
+    python benchmarks/assistant_quality.py [--preset cpu-masked-long] [--seed 0] [--out DIR] [--data BUILD]
+    python benchmarks/assistant_quality.py --model RUN --data BUILD
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TRAIN_LIMIT_S = {"cpu-masked": 15 * 60, "cpu-masked-long": 30 * 60}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=0, help="train.seed and the run's name (default 0)")
+    ap.add_argument("--preset", default="cpu-masked-long", help="training preset (default cpu-masked-long)")
+    ap.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
+    ap.add_argument("--out", default="bench-assistant", help="folder for the data build and the runs")
+    ap.add_argument("--data", default=None, help="an existing bach build (default: build into --out/data)")
+    ap.add_argument("--model", "--checkpoint", dest="checkpoint", default=None,
+                    help="judge this trained run or checkpoint instead of training")
+    ap.add_argument("--n", type=int, default=512, help="held-out phrases per task (default 512)")
+    args = ap.parse_args()
+
+    from musicgan.assist.evaluate import evaluate_tasks, table_text
+    from musicgan.config import FeatureConfig
+
+    out = Path(args.out).resolve()
+    data = args.data
+    if data is None:
+        from musicgan.data.build import build
+        data = build("bach", str(out / "data" / "bach"), FeatureConfig()).out
+
+    train_wall_s = None
+    if args.checkpoint:
+        checkpoint = args.checkpoint
+    else:
+        from musicgan.presets import load_preset
+        from musicgan.train import fit
+        from musicgan.train import summary_text as train_summary
+
+        cfg = load_preset(args.preset, [f"train.num_workers={args.workers}", f"train.seed={args.seed}"])
+        run = out / "runs" / f"{args.preset}-seed{args.seed}"
+        if run.exists():
+            raise SystemExit(f"{run} exists: a finished run would only be resumed; give another --out or remove it")
+        t0 = time.perf_counter()
+        result = fit(cfg, str(data), str(run))
+        train_wall_s = time.perf_counter() - t0
+        print(train_summary(result, str(run)), flush=True)
+        if result.error is not None:
+            print(f"training failed: {result.error}", file=sys.stderr)
+            return 1
+        checkpoint = str(run)
+
+    report = evaluate_tasks(checkpoint, str(data), task="all", n=args.n, seed=0,
+                            json_path=str(out / f"evaluation-tasks-{args.preset}-seed{args.seed}.json"))
+    print(table_text(report), flush=True)
+    tasks = report["tasks"]
+    line = {"benchmark": "assistant_quality", "preset": args.preset, "seed": args.seed, "workers": args.workers,
+            "step": report["step"], "n": report["n"]}
+    for key, t in report["targets"].items():
+        line[key] = t["value"]
+        line[f"{key}_target"] = t["target"]
+        line[f"{key}_met"] = t["met"]
+    line["all_met"] = bool(report["passed"])
+    line["missed"] = [k for k, t in report["targets"].items() if not t["met"]]
+    h, c, lg = tasks["harmonize"], tasks["continue"], tasks["long"]
+    line["figures"] = {
+        "harmonize_chord_agreement": {k: h[k]["chord_agreement"] for k in ("ours", "clamp", "random")},
+        "harmonize_spread": {k: h[k].get("spread") for k in ("ours", "random", "bach")},
+        "continue_key_agreement": {k: c[k]["key_agreement"] for k in ("ours", "clamp", "random", "bach")},
+        "continue_seam_smoothness": {k: c[k]["seam_smoothness"] for k in ("ours", "clamp", "random", "bach")},
+        "long_key_change_rate": {k: lg[k]["key_change_rate"] for k in ("ours", "side_by_side", "bach")},
+        "long_seam_smoothness": {k: lg[k]["seam_smoothness"] for k in ("ours", "side_by_side", "bach")},
+        "unconditional_quality": tasks["unconditional"]["metrics"]["quality"],
+    }
+    line["train_wall_s"] = None if train_wall_s is None else round(train_wall_s, 1)
+    line["train_limit_s"] = TRAIN_LIMIT_S.get(args.preset)
+    line["train_within_limit"] = (None if train_wall_s is None or line["train_limit_s"] is None
+                                  else train_wall_s <= line["train_limit_s"])
+    line["eval_seconds"] = report["seconds"]
+    line["checkpoint"] = report["checkpoint"]
+    line["evaluation_json"] = report["json_path"]
+    print(json.dumps(line, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
