@@ -355,7 +355,14 @@ def generate_many(g: nn.Module, requests: list[Request], return_exceptions: bool
         gens, zs, zts, labels, contexts, masks = [], [], [], [], [], []
         masked = getattr(g, "masked", False)
         shape = (g.n_tracks, g.n_bars * g.steps_per_bar)
-        for r in requests:
+        refused: dict[int, Exception] = {}  # requests that cannot join the forward, and why
+        for i, r in enumerate(requests):
+            problem = _known_problem(g, r, shape)
+            if problem is not None:
+                if not return_exceptions:
+                    raise problem
+                refused[i] = problem
+                continue
             gen = torch.Generator().manual_seed(r.seed)
             z, zt = g.sample_latents(r.n, generator=gen)
             if r.track_seed is not None:
@@ -364,8 +371,6 @@ def generate_many(g: nn.Module, requests: list[Request], return_exceptions: bool
                 known = r.mask is not None
                 masks.append(r.mask.bool() if known else torch.zeros(r.n, *shape, dtype=torch.bool))
                 contexts.append(r.context.float() if known else torch.zeros(r.n, *shape, g.n_pitches))
-            elif r.mask is not None and bool(r.mask.any()):
-                raise SamplingError("this model is not a masked model: it cannot take known notes")
             if r.phrases_per_sample > 1:  # every phrase of a sample keeps its first phrase's track latents
                 k = r.phrases_per_sample
                 zt = zt.view(r.n // k, k, *zt.shape[1:])[:, :1].expand(-1, k, -1, -1).reshape(zt.shape)
@@ -373,17 +378,26 @@ def generate_many(g: nn.Module, requests: list[Request], return_exceptions: bool
             zs.append(z)
             zts.append(zt)
             labels.append(torch.full((r.n,), 0 if r.label is None else r.label, dtype=torch.long))
-        lab = torch.cat(labels) if g.label is not None else None
-        sizes = [r.n for r in requests]
-        if masked:
-            context, mask = torch.cat(contexts), torch.cat(masks)
-            logits = g.logits(torch.cat(zs), torch.cat(zts), lab, context, mask)
-            known = list(zip(context.split(sizes), mask.split(sizes)))
-        else:
-            logits = g.logits(torch.cat(zs), torch.cat(zts), lab)
-            known = [(None, None)] * len(requests)
+        accepted = [r for i, r in enumerate(requests) if i not in refused]
+        sizes = [r.n for r in accepted]
+        parts, known = [], []
+        if accepted:
+            lab = torch.cat(labels) if g.label is not None else None
+            if masked:
+                context, mask = torch.cat(contexts), torch.cat(masks)
+                logits = g.logits(torch.cat(zs), torch.cat(zts), lab, context, mask)
+                known = list(zip(context.split(sizes), mask.split(sizes)))
+            else:
+                logits = g.logits(torch.cat(zs), torch.cat(zts), lab)
+                known = [(None, None)] * len(accepted)
+            parts = logits.split(sizes)
+        done = iter(zip(accepted, gens, parts, known))
         out: list = []
-        for r, gen, part, (ctx, m) in zip(requests, gens, logits.split(sizes), known):
+        for i in range(len(requests)):
+            if i in refused:
+                out.append(refused[i])
+                continue
+            r, gen, part, (ctx, m) = next(done)
             try:
                 out.append(_sample(g, r, gen, part, ctx, m))
             except Exception as e:
@@ -393,6 +407,21 @@ def generate_many(g: nn.Module, requests: list[Request], return_exceptions: bool
         return out
     finally:
         g.train(was_training)
+
+
+def _known_problem(g: nn.Module, r: Request, shape: tuple[int, int]) -> SamplingError | None:
+    """Why a request's known notes cannot be used by ``g`` (None when they can, or it gives none)."""
+    if r.mask is None:
+        return None
+    if not getattr(g, "masked", False):
+        return SamplingError("this model is not a masked model: it cannot take known notes") if bool(r.mask.any()) else None
+    if r.context is None:
+        return SamplingError("a request with a mask needs its context (the known notes)")
+    want = (r.n, *shape)
+    if tuple(r.mask.shape) != want or tuple(r.context.shape) != (*want, g.n_pitches):
+        return SamplingError(f"mask {tuple(r.mask.shape)} and context {tuple(r.context.shape)} must be {want} and "
+                             f"{(*want, g.n_pitches)} for this model")
+    return None
 
 
 def _sample(g: nn.Module, r: Request, gen: torch.Generator, part: torch.Tensor, context=None, mask=None) -> torch.Tensor:

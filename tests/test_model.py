@@ -321,9 +321,6 @@ def test_unmasked_model_refuses_known_notes_with_a_sampling_error():
     assert torch.equal(out, generate_many(g, [Request(2, 0)])[0])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: generate_many raises the unmasked-model SamplingError while "
-                                       "collecting requests, outside the return_exceptions handling, so one "
-                                       "bad request fails the whole batch")
 def test_unmasked_model_returns_the_sampling_error_in_place_with_return_exceptions():
     from musicgan.gan import Request, SamplingError, generate_many
     from musicgan.model import build_models

@@ -201,7 +201,8 @@ class TaskEvaluator:
         return out
 
     # --- long ----------------------------------------------------------------------------------
-    def long(self, n_pieces: int = LONG_PIECES, n_bars: int = LONG_BARS) -> dict:
+    def long(self, n_pieces: int | None = None, n_bars: int | None = None) -> dict:
+        n_pieces, n_bars = n_pieces or LONG_PIECES, n_bars or LONG_BARS
         spb, t, p = self.spb, self.x.shape[1], self.x.shape[3]
         phrase = self.g.n_bars
         ours = fill_many(self.g, [long_job(n_bars, t, p, spb, n=n_pieces, seed=self.seed)])[0]

@@ -75,6 +75,8 @@ def fill_many(g, jobs: list[FillJob], overlap_bars: int = OVERLAP_BARS) -> list[
     states = []
     for job in jobs:
         t, steps, p = job.roll.shape
+        if job.known.shape != (t, steps):
+            raise ValueError(f"known must be [tracks, steps] = {(t, steps)}, got {job.known.shape}")
         if steps % spb:
             raise ValueError(f"a piece must be whole bars of {spb} steps; got {steps} steps")
         pad = max(phrase_bars * spb - steps, 0)  # shorter than a phrase: unknown cells, cut off at the end

@@ -86,8 +86,8 @@ def test_harmonize_and_continue_report_every_target_and_write_the_json(masked, b
 def test_long_pieces_report_every_boundary(masked, bach_data, tmp_path, monkeypatch):
     from musicgan.assist import evaluate as E
 
-    # long()'s defaults were bound from LONG_PIECES / LONG_BARS when the module loaded: patch them there
-    monkeypatch.setattr(E.TaskEvaluator.long, "__defaults__", (2, 8))
+    monkeypatch.setattr(E, "LONG_PIECES", 2)
+    monkeypatch.setattr(E, "LONG_BARS", 8)
     # the default json path: beside the checkpoint, named for the tasks
     report = E.evaluate_tasks(masked, bach_data.out, task="long", n=32)
     check_targets(report["targets"], TARGETS["long"])
