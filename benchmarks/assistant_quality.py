@@ -19,10 +19,12 @@
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality_run import bach_build, train_or_take  # noqa: E402
 
 TRAIN_LIMIT_S = {"cpu-masked": 15 * 60, "cpu-masked-long": 30 * 60}
 
@@ -40,34 +42,12 @@ def main() -> int:
     args = ap.parse_args()
 
     from musicgan.assist.evaluate import evaluate_tasks, table_text
-    from musicgan.config import FeatureConfig
 
     out = Path(args.out).resolve()
-    data = args.data
-    if data is None:
-        from musicgan.data.build import build
-        data = build("bach", str(out / "data" / "bach"), FeatureConfig()).out
-
-    train_wall_s = None
-    if args.checkpoint:
-        checkpoint = args.checkpoint
-    else:
-        from musicgan.presets import load_preset
-        from musicgan.train import fit
-        from musicgan.train import summary_text as train_summary
-
-        cfg = load_preset(args.preset, [f"train.num_workers={args.workers}", f"train.seed={args.seed}"])
-        run = out / "runs" / f"{args.preset}-seed{args.seed}"
-        if run.exists():
-            raise SystemExit(f"{run} exists: a finished run would only be resumed; give another --out or remove it")
-        t0 = time.perf_counter()
-        result = fit(cfg, str(data), str(run))
-        train_wall_s = time.perf_counter() - t0
-        print(train_summary(result, str(run)), flush=True)
-        if result.error is not None:
-            print(f"training failed: {result.error}", file=sys.stderr)
-            return 1
-        checkpoint = str(run)
+    data = bach_build(out, args.data)
+    checkpoint, train_wall_s = train_or_take(args, out, data)
+    if checkpoint is None:
+        return 1
 
     report = evaluate_tasks(checkpoint, str(data), task="all", n=args.n, seed=0,
                             json_path=str(out / f"evaluation-tasks-{args.preset}-seed{args.seed}.json"))

@@ -22,10 +22,12 @@ Run it with seeds 0, 1 and 2 and report the median and the worst (README, issue 
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality_run import bach_build, train_or_take  # noqa: E402
 
 TRAIN_LIMIT_S = 15 * 60
 
@@ -54,35 +56,13 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1000, help="generated phrases to evaluate (default 1000)")
     args = ap.parse_args()
 
-    from musicgan.config import FeatureConfig
     from musicgan.evaluate import evaluate, table_text
 
     out = Path(args.out).resolve()
-    data = args.data
-    if data is None:
-        from musicgan.data.build import build
-        data = build("bach", str(out / "data" / "bach"), FeatureConfig()).out
-
-    train_wall_s = None
-    if args.checkpoint:
-        checkpoint = args.checkpoint
-    else:
-        from musicgan.presets import load_preset
-        from musicgan.train import fit
-        from musicgan.train import summary_text as train_summary
-
-        cfg = load_preset(args.preset, [f"train.num_workers={args.workers}", f"train.seed={args.seed}"])
-        run = out / "runs" / f"{args.preset}-seed{args.seed}"
-        if run.exists():
-            raise SystemExit(f"{run} exists: a finished run would only be resumed; give another --out or remove it")
-        t0 = time.perf_counter()
-        result = fit(cfg, str(data), str(run))
-        train_wall_s = time.perf_counter() - t0
-        print(train_summary(result, str(run)), flush=True)
-        if result.error is not None:
-            print(f"training failed: {result.error}", file=sys.stderr)
-            return 1
-        checkpoint = str(run)
+    data = bach_build(out, args.data)
+    checkpoint, train_wall_s = train_or_take(args, out, data)
+    if checkpoint is None:
+        return 1
 
     report = evaluate(checkpoint, str(data), n=args.n, seed=0,
                       json_path=str(out / f"evaluation-{args.preset}-seed{args.seed}.json"))
