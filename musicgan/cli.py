@@ -321,8 +321,10 @@ def add_train_parsers(sub) -> None:
         description=("Train a GAN on shards from `musicgan data build`: the multi-track pianoroll GAN on\n"
                      "MIDI data, or the pitch/instrument-conditioned spectrogram GAN on audio (--preset audio-*).\n\n"
                      "Presets: cpu-tiny (seconds, for tests), cpu (default; two-core machines), cpu-long,\n"
-                     "gpu (MuseGAN scale, bf16, NCCL); audio-tiny, audio-cpu (about 5 min on the notes\n"
-                     "build), audio-gpu. --set changes any config key, e.g.\n"
+                     "gpu (MuseGAN scale, bf16, NCCL); cpu-masked, cpu-masked-long (the creation assistant's\n"
+                     "masked model: harmonize, continue, inpaint; 15 and 30 min on two workers);\n"
+                     "audio-tiny, audio-cpu (about 5 min on the notes build), audio-gpu.\n"
+                     "--set changes any config key, e.g.\n"
                      "--set optim.lr_g=5e-4 --set loss.kind=hinge. Re-running the same command resumes\n"
                      "the run from its latest checkpoint. --dry-run makes every check a real run makes\n"
                      "before starting Ray, prints the resolved config and writes nothing."),
