@@ -16,7 +16,6 @@
     python benchmarks/assistant_quality.py --model RUN --data BUILD
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,28 +23,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality_run import bach_build, train_or_take  # noqa: E402
+from quality_run import prepare, run_options  # noqa: E402
 
 TRAIN_LIMIT_S = {"cpu-masked": 15 * 60, "cpu-masked-long": 30 * 60}
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seed", type=int, default=0, help="train.seed and the run's name (default 0)")
-    ap.add_argument("--preset", default="cpu-masked-long", help="training preset (default cpu-masked-long)")
-    ap.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
-    ap.add_argument("--out", default="bench-assistant", help="folder for the data build and the runs")
-    ap.add_argument("--data", default=None, help="an existing bach build (default: build into --out/data)")
-    ap.add_argument("--model", "--checkpoint", dest="checkpoint", default=None,
-                    help="judge this trained run or checkpoint instead of training")
-    ap.add_argument("--n", type=int, default=512, help="held-out phrases per task (default 512)")
+    ap = run_options(__doc__.split("\n\n")[0], "cpu-masked-long", "bench-assistant", 512, "held-out phrases per task")
     args = ap.parse_args()
 
     from musicgan.assist.evaluate import evaluate_tasks, table_text
 
-    out = Path(args.out).resolve()
-    data = bach_build(out, args.data)
-    checkpoint, train_wall_s = train_or_take(args, out, data)
+    out, data, checkpoint, train_wall_s = prepare(args)
     if checkpoint is None:
         return 1
 
