@@ -13,6 +13,7 @@ import pytest
 
 from musicgan import cli
 from musicgan.config import FeatureConfig
+from tests.checkpoints import save_untrained
 
 FC = FeatureConfig()  # 4 voices soprano..bass, 16 steps a bar, 4-bar phrases, pitches 36..83
 DATA = {"kind": "pianoroll", "feature_config": dataclasses.asdict(FC), "feature_hash": "test",
@@ -26,20 +27,7 @@ GIVEN_RGB = np.array([0x22, 0x22, 0x22]) / 255
 
 def save_checkpoint(path, preset: str):
     """An untrained generator of ``preset`` saved as training saves it (no Ray)."""
-    import torch
-
-    from musicgan import checkpoint as ckpt
-    from musicgan.gan import make_gan
-    from musicgan.model import build_models
-    from musicgan.presets import load_preset
-
-    cfg = load_preset(preset)
-    torch.manual_seed(0)
-    g, d = build_models(cfg.model, DATA["example_shape"], DATA["bars"], len(DATA["labels"]))
-    gan = make_gan(g, d, cfg)
-    gan.g_ema.load_state_dict(g.state_dict())
-    gan.step = 6
-    return str(ckpt.save(path, gan, cfg, DATA))
+    return str(save_untrained(path, preset, DATA))
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from musicgan import cli
+from tests.checkpoints import save_untrained
 
 pytestmark = [pytest.mark.ray]
 
@@ -24,21 +24,11 @@ TARGETS = {
 
 
 def make_checkpoint(bach_data, path, preset: str) -> str:
-    """An untrained ``preset`` generator saved as training saves it (as tests/serving/conftest.py does)."""
+    """An untrained ``preset`` generator saved as training saves it, shaped by the build."""
     from musicgan import checkpoint as ckpt
     from musicgan.data.shards import load_manifest
-    from musicgan.gan import make_gan
-    from musicgan.model import build_models
-    from musicgan.presets import load_preset
 
-    cfg = load_preset(preset)
-    data = ckpt.data_info(load_manifest(bach_data.out))
-    torch.manual_seed(0)
-    g, d = build_models(cfg.model, data["example_shape"], data["bars"], len(data["labels"]))
-    gan = make_gan(g, d, cfg)
-    gan.g_ema.load_state_dict(g.state_dict())
-    gan.step = 6
-    return str(ckpt.save(path, gan, cfg, data))
+    return str(save_untrained(path, preset, ckpt.data_info(load_manifest(bach_data.out))))
 
 
 @pytest.fixture(scope="module")

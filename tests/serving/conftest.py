@@ -14,7 +14,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-import torch
+
+from tests.checkpoints import save_untrained
 
 
 def free_port() -> int:
@@ -27,18 +28,8 @@ def make_checkpoint(bach_data, path, seed: int):
     """A cpu-tiny generator (untrained: the API does not care) saved as training saves it."""
     from musicgan import checkpoint as ckpt
     from musicgan.data.shards import load_manifest
-    from musicgan.gan import make_gan
-    from musicgan.model import build_models
-    from musicgan.presets import load_preset
 
-    cfg = load_preset("cpu-tiny")
-    data = ckpt.data_info(load_manifest(bach_data.out))
-    torch.manual_seed(seed)
-    g, d = build_models(cfg.model, data["example_shape"], data["bars"], len(data["labels"]))
-    gan = make_gan(g, d, cfg)
-    gan.g_ema.load_state_dict(g.state_dict())
-    gan.step = 6
-    return ckpt.save(path, gan, cfg, data)
+    return save_untrained(path, "cpu-tiny", ckpt.data_info(load_manifest(bach_data.out)), seed=seed)
 
 
 class Http:
