@@ -213,6 +213,10 @@ def test_page_generates_playable_audio_image_and_midi(chromium, served, browser)
     assert midi["size"] > 14, midi  # more than a bare header
 
     assert driver.find_element("id", "generate").is_enabled()  # ready for the next one
+    # an unconditional-only model: today's controls only, no assistant (its routes would refuse)
+    assert driver.execute_script("return window.musicgan.info.tasks") in (None, ["generate"])
+    for element_id in ("assist", "edit", "canvas"):
+        assert not driver.find_element("id", element_id).is_displayed(), element_id
 
 
 def test_page_reports_server_errors(chromium, served, browser):
