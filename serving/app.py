@@ -38,6 +38,7 @@ app builder. The serve-until-Ctrl-C loop is :mod:`musicgan.serve_cli`.
 
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
@@ -49,12 +50,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from ray import serve
 
 from musicgan.families import get_family
+from serving import assist
 from serving.http_edge import BodyLimit, StrictJSONRoute, header_value, validation_error
 from serving.model import LoadedModel, generate_isolated, pointer_of, read_pointer
 from serving.render import join_phrases
@@ -73,7 +75,24 @@ PAGE = Path(__file__).with_name("page.html")
 app = FastAPI(title="musicgan", version="1",
               description="Generate music from a trained musicgan generator: MIDI, WAV, pianoroll PNG, JSON or zip.")
 app.router.route_class = StrictJSONRoute
-app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES,
+                   path_limits={route: assist.MAX_UPLOAD_BYTES for route in assist.ROUTES})
+
+
+def _openapi() -> dict:
+    """The OpenAPI document, with the assistant's request models (their routes read JSON or a form
+    themselves, so FastAPI does not see the models on its own)."""
+    from fastapi.openapi.utils import get_openapi
+
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(assist.openapi_schemas())
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+app.openapi = _openapi
+MAX_REDRAWS = 3  # avoid_copies: a sample over the copy threshold is drawn again from a derived seed, this often at most
 app.add_exception_handler(RequestValidationError, validation_error)
 
 
@@ -100,7 +119,7 @@ def pianoroll_cost(body: GenerateRequest, model: LoadedModel) -> Cost:
     seconds at the request's tempo; a 422 for an invalid ``n_bars``."""
     n = body.n_samples
     phrases = phrases_of(body, model)
-    bars = phrases * model.phrase_bars
+    bars = body.n_bars or model.phrase_bars
     # samples one after another with a bar of rest between (see serving.render); 4/4 bars
     audio_s = (n * bars + n - 1) * 4 * 60.0 / body.tempo_qpm if body.format == "wav" else 0.0
     return Cost(n * phrases, audio_s, f"{n} samples of {bars} bars at {body.tempo_qpm:g} qpm")
@@ -135,10 +154,25 @@ def pianoroll_request(body: GenerateRequest, model: LoadedModel, cost: Cost, see
     req = GenRequest(n=body.n_samples * phrases, seed=seed, temperature=body.temperature or 0.0,
                      threshold=body.threshold or 0.5, label=label, phrases_per_sample=phrases)
 
-    def draw(rolls):
-        return render_rolls(join_phrases(rolls, body.n_samples, phrases), body, model, seed)
+    def draw(samples, originality=None):
+        return render_rolls(samples, body, model, seed, extra={"task": "generate", "n_bars": phrases *
+                                                               model.phrase_bars}, originality=originality)
 
     return req, draw, body.format in ("midi", "json")  # well under a millisecond a phrase: no thread hop
+
+
+def redraw_seed(seed: int, sample: int, attempt: int) -> int:
+    """The seed of re-draw ``attempt`` (from 1) of sample ``sample`` of a request seeded ``seed``."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, sample, attempt]).generate_state(1)[0] % 2**31)
+
+
+def originality_headers(info: list, headers: dict) -> None:
+    """``X-Musicgan-Max-Overlap`` and ``X-Musicgan-Redraws``, one comma-separated value per sample."""
+    if info and info[0] is not None:
+        headers["X-Musicgan-Max-Overlap"] = ",".join(f"{o['max_overlap']:.3f}" for o in info)
+        headers["X-Musicgan-Redraws"] = ",".join(str(o["redraws"]) for o in info)
 
 
 def check_cost(cost: Cost) -> None:
@@ -283,12 +317,165 @@ class MusicGAN:
         check_cost(cost)  # 422 before any work
         seed = body.seed if body.seed is not None else random.SystemRandom().randrange(2**31)
         headers = {"X-Musicgan-Seed": str(seed), "X-Musicgan-Model": header_value(f"{model.name}/{model.version}")}
+        bars = body.n_bars or model.phrase_bars
+        if model.family == "pianoroll" and model.masked and bars != model.phrase_bars:  # phrase by phrase
+            from musicgan.assist.fill import long_job
+
+            g = model.g
+            job = long_job(bars, len(model.data["track_names"]), g.n_pitches, g.steps_per_bar, n=body.n_samples,
+                           seed=seed, temperature=body.temperature or 0.0, label=label_index(body, model))
+            task = assist.Task("generate", body, job, 0, body.tempo_qpm, bars)
+            return await self._answer_task(model, task, cost, seed, headers, given=False)
         req, draw, inline = family.make_request(body, model, cost, seed, headers)
-        content = await self._produce(model, req, cost, draw, inline)
-        if body.format in ("midi", "wav", "zip"):
-            ext = {"midi": "mid", "wav": "wav", "zip": "zip"}[body.format]
-            headers["Content-Disposition"] = f'attachment; filename="musicgan-{seed}.{ext}"'
-        return Response(content, media_type=MEDIA[body.format], headers=headers)
+        if model.family == "pianoroll":
+            n, phrases = body.n_samples, cost.phrases // body.n_samples
+
+            async def make():
+                return join_phrases(await self._forward(model, req), n, phrases)
+
+            async def redraw(i: int, attempt: int):
+                one = dataclasses.replace(req, n=phrases, seed=redraw_seed(seed, i, attempt))
+                return join_phrases(await self._forward(model, one), 1, phrases)[0]
+
+            content = await self._produce_rolls(model, cost, make, redraw, draw, inline,
+                                                body.avoid_copies is not False, headers)
+        else:
+            content = await self._produce(model, req, cost, draw, inline)
+        return self._response(content, body.format, seed, headers)
+
+    @staticmethod
+    def _response(content: bytes, fmt: str, seed: int, headers: dict, stem: str = "musicgan") -> Response:
+        if fmt in ("midi", "wav", "zip"):
+            ext = {"midi": "mid", "wav": "wav", "zip": "zip"}[fmt]
+            headers["Content-Disposition"] = f'attachment; filename="{stem}-{seed}.{ext}"'
+        return Response(content, media_type=MEDIA[fmt], headers=headers)
+
+    # --- the assistant: harmonize, continue, inpaint --------------------------------------------
+
+    @app.post("/v1/harmonize", responses={200: {"content": {m: {} for m in MEDIA.values()}}},
+              openapi_extra={"requestBody": assist.openapi_body("harmonize")})
+    async def harmonize(self, request: Request) -> Response:
+        """The other voices for a melody: a MIDI upload (form field ``file``), a note list, or a shipped example."""
+        return await self._assist("harmonize", request)
+
+    @app.post("/v1/continue", responses={200: {"content": {m: {} for m in MEDIA.values()}}},
+              openapi_extra={"requestBody": assist.openapi_body("continue")})
+    async def continue_(self, request: Request) -> Response:
+        """``n_bars`` new bars after a prompt (MIDI upload or notes); the prompt comes back unchanged."""
+        return await self._assist("continue", request)
+
+    @app.post("/v1/inpaint", responses={200: {"content": {m: {} for m in MEDIA.values()}}},
+              openapi_extra={"requestBody": assist.openapi_body("inpaint")})
+    async def inpaint(self, request: Request) -> Response:
+        """Rewrite some voices in some bars (``bars``: [first, last], from 1); every other note stays."""
+        return await self._assist("inpaint", request)
+
+    async def _assist(self, name: str, request: Request) -> Response:
+        model = self.model
+        assist.check_masked(model, name)
+        body, upload = await assist.read_body(request, name)
+        seed = body.seed if body.seed is not None else random.SystemRandom().randrange(2**31)
+        task = await asyncio.to_thread(assist.make_task, name, body, upload, model, seed)  # MIDI parsing: off the loop
+        fmt = body.format or "midi"
+        task.body = body.model_copy(update={"format": fmt, "tempo_qpm": task.tempo_qpm})
+        cost = self._task_cost(model, task)
+        check_cost(cost)
+        headers = {"X-Musicgan-Seed": str(seed), "X-Musicgan-Model": header_value(f"{model.name}/{model.version}"),
+                   "X-Musicgan-Transpose": str(task.transpose_semitones)}
+        if task.warnings:
+            headers["X-Musicgan-Warnings"] = header_value("; ".join(task.warnings))
+        return await self._answer_task(model, task, cost, seed, headers, given=True)
+
+    @staticmethod
+    def _task_cost(model: LoadedModel, task: assist.Task) -> Cost:
+        from musicgan.assist.fill import count_windows
+
+        g, n = model.g, task.job.n
+        windows = count_windows(task.job.known, g.steps_per_bar, g.n_bars)
+        fmt = task.body.format
+        audio_s = (n * task.n_bars + n - 1) * 4 * 60.0 / task.tempo_qpm if fmt == "wav" else 0.0
+        return Cost(n * windows, audio_s, f"{task.name}: {n} versions of {task.n_bars} bars "
+                                          f"({windows} windows of {g.n_bars} bars each)")
+
+    async def _answer_task(self, model: LoadedModel, task: assist.Task, cost: Cost, seed: int, headers: dict,
+                           given: bool) -> Response:
+        """Run a fill job through the batched forward, check originality, render."""
+        from musicgan.assist.fill import FillJob
+
+        job, render_rolls = task.job, get_family(model.family).render
+        extra = {"task": task.name, "n_bars": task.n_bars, "transpose_semitones": task.transpose_semitones}
+
+        async def redraw(i: int, attempt: int):
+            one = FillJob(job.roll, job.known, 1, redraw_seed(seed, i, attempt), job.temperature, job.label)
+            return (await self._fill(model, one))[0]
+
+        def draw(samples, originality=None):
+            return render_rolls(samples, task.body, model, seed, given=job.known if given else None,
+                                transpose_semitones=task.transpose_semitones, extra=extra, originality=originality)
+
+        content = await self._produce_rolls(model, cost, lambda: self._fill(model, job), redraw, draw,
+                                            task.body.format in ("midi", "json"), task.body.avoid_copies is not False,
+                                            headers)
+        return self._response(content, task.body.format, seed, headers, stem=f"musicgan-{task.name}")
+
+    # --- producing an answer ------------------------------------------------------------------
+
+    async def _forward(self, model: LoadedModel, req):
+        """One request through the batched forward; its own failure as an HTTP error."""
+        out = await self.forward((model, req))
+        if isinstance(out, BaseException):
+            raise self._failure(out, "generation")
+        return out
+
+    async def _fill(self, model: LoadedModel, job):
+        """A fill job window by window, each window one request in the batched forward (so it shares
+        forwards with whatever else is in flight)."""
+        from musicgan.assist.fill import FillRun
+
+        run = FillRun(model.g, job)
+        while (req := run.next_request()) is not None:
+            run.take(await self._forward(model, req))
+        return run.result()
+
+    async def _originality(self, model: LoadedModel, samples, redraw, avoid: bool):
+        """Each sample's largest overlap with a training phrase; with ``avoid``, a sample over the copy
+        threshold is drawn again (``redraw(i, attempt)``) up to :data:`MAX_REDRAWS` times. Returns the
+        samples and, per sample, ``{"max_overlap", "redraws", "copy_threshold"}`` (None without an index)."""
+        index = model.index
+        if index is None:
+            return samples, [None] * len(samples)
+        samples = samples.copy()
+        info = []
+        for i in range(len(samples)):
+            overlap, attempts = index.max_overlap(samples[i]), 0
+            while avoid and index.is_copy(overlap) and attempts < MAX_REDRAWS:
+                attempts += 1
+                samples[i] = await redraw(i, attempts)
+                overlap = index.max_overlap(samples[i])
+            info.append({"max_overlap": round(overlap, 4), "redraws": attempts, "copy_threshold": index.threshold,
+                         "copy": index.is_copy(overlap)})
+        return samples, info
+
+    async def _produce_rolls(self, model: LoadedModel, cost: Cost, make, redraw, draw, inline: bool, avoid: bool,
+                             headers: dict) -> bytes:
+        """A pianoroll answer within the replica's in-flight budget: ``make()`` the samples (batched
+        forwards), check their originality (re-drawing copies), then ``draw(samples, originality)``."""
+        if not self.in_flight.take(cost):
+            raise self.in_flight.busy()
+        try:
+            samples, info = await self._originality(model, await make(), redraw, avoid)
+            originality_headers(info, headers)
+            try:
+                if inline:
+                    content = draw(samples, info)
+                else:
+                    content = await asyncio.get_running_loop().run_in_executor(self.render_pool, draw, samples, info)
+            except Exception as e:
+                raise self._failure(e, "rendering") from None
+            self.served += 1
+            return content
+        finally:
+            self.in_flight.give_back(cost)
 
     async def _produce(self, model: LoadedModel, req, cost: Cost, draw, inline: bool) -> bytes:
         """Generate (batched) and render one request within the replica's in-flight budget."""

@@ -24,21 +24,25 @@ def header_value(text: str) -> str:
 class BodyLimit:
     """ASGI middleware: a request body over ``max_bytes`` gets a 413, counted while it is read.
 
+    ``path_limits`` gives some paths a limit of their own (the routes that take MIDI uploads or a
+    whole piece as notes); every other path has ``max_bytes``.
+
     ``Content-Length`` over the limit is refused before reading; a chunked body (no length) is
     read chunk by chunk and refused as soon as it passes the limit. Under the limit, the body read
     is handed to the app as one message, so nothing downstream reads the socket again.
     """
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, path_limits: dict[str, int] | None = None):
+        self.app, self.max_bytes, self.path_limits = app, max_bytes, dict(path_limits or {})
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length", b"").strip()
-        if length and (not length.isdigit() or int(length) > self.max_bytes):
-            return await self._refuse(scope, receive, send)
+        if length and (not length.isdigit() or int(length) > limit):
+            return await self._refuse(scope, receive, send, limit)
         chunks, total, more = [], 0, True
         while more:
             message = await receive()
@@ -46,8 +50,8 @@ class BodyLimit:
                 return
             body = message.get("body", b"")
             total += len(body)
-            if total > self.max_bytes:
-                return await self._refuse(scope, receive, send)
+            if total > limit:
+                return await self._refuse(scope, receive, send, limit)
             chunks.append(body)
             more = message.get("more_body", False)
         replayed = False
@@ -61,8 +65,8 @@ class BodyLimit:
 
         return await self.app(scope, replay, send)
 
-    async def _refuse(self, scope, receive, send):
-        response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413,
+    async def _refuse(self, scope, receive, send, limit: int):
+        response = JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413,
                                 headers={"Connection": "close"})
         await response(scope, receive, send)
 

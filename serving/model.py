@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from musicgan.families import get_family
 from serving.schema import (AUDIO_GAP_S, MAX_AUDIO_S, MAX_BARS, MAX_BODY_BYTES, MAX_PHRASES, MAX_SAMPLES,
                             REQUEST_TIMEOUT_S)
@@ -36,6 +38,25 @@ class LoadedModel:
         self.fc = feature_config(self.data)
         self.pitches: list[int] = [int(p) for p in self.data.get("pitches") or []]  # audio only
         self.instruments: list[str] = list(self.data.get("instruments") or [])  # audio only
+        self.masked = bool(getattr(self.g, "masked", False))  # takes known notes: the assistant's routes
+        # what a promoted model ships beside its weights (the registry version's folder; or the checkpoint's)
+        from musicgan.assist.assets import read_assets
+
+        self.index, self.examples = read_assets(path, Path(path).parent)
+        if self.index is not None:
+            self.index.max_overlap(np.zeros(self.index.shape, bool))  # compile the kernel now, not in a request
+
+    @property
+    def hop_bars(self) -> int:
+        """The step between the lengths ``/v1/generate`` takes: phrase by phrase with 2 bars of overlap
+        for a masked model, whole phrases otherwise."""
+        from musicgan.assist.fill import OVERLAP_BARS
+
+        return self.phrase_bars - OVERLAP_BARS if self.masked else self.phrase_bars
+
+    @property
+    def tasks(self) -> list[str]:
+        return ["generate", "harmonize", "continue", "inpaint"] if self.masked else ["generate"]
 
     def info(self) -> dict:
         rec = self.record
@@ -51,9 +72,17 @@ class LoadedModel:
 
 
 def pianoroll_fields(model: LoadedModel) -> dict:
-    """What ``GET /v1/model`` adds for a pianoroll model."""
+    """What ``GET /v1/model`` adds for a pianoroll model: besides its shape, the tasks it can do, the
+    example melodies it ships and whether its answers carry an originality figure."""
+    from serving.assist import MAX_INPUT_BARS, MAX_UPLOAD_BYTES
+
+    index = model.index
     return dict(labels=model.labels, output=model.output, phrase_bars=model.phrase_bars, max_bars=MAX_BARS,
-                formats=list(get_family(model.family).formats))
+                formats=list(get_family(model.family).formats), tasks=model.tasks, masked=model.masked,
+                hop_bars=model.hop_bars, voices=list(model.data["track_names"]), examples=model.examples,
+                originality=None if index is None else {"index_phrases": index.n_phrases,
+                                                        "copy_threshold": index.threshold},
+                max_input_bars=MAX_INPUT_BARS, max_upload_bytes=MAX_UPLOAD_BYTES)
 
 
 def audio_fields(model: LoadedModel) -> dict:

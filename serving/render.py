@@ -37,36 +37,62 @@ def _sequence(samples: np.ndarray, data: dict, gap_steps: int) -> np.ndarray:
     return out
 
 
-def notes_of(roll: np.ndarray, data: dict, tempo_qpm: float) -> list[dict]:
+def notes_of(roll: np.ndarray, data: dict, tempo_qpm: float, given: np.ndarray | None = None) -> list[dict]:
     """The notes of one sample ``[tracks, steps, pitches]``, track by track in time order, with
-    steps and seconds at ``tempo_qpm``."""
+    steps and seconds at ``tempo_qpm``. With ``given`` (bool ``[tracks, steps]``, the cells the user
+    gave), each note says whether it was given: every one of its steps known."""
     from musicgan.data.pianoroll import roll_notes
 
     step_s = 60.0 / tempo_qpm / (data["steps_per_bar"] // 4)
     out = []
     for t, name in enumerate(data["track_names"]):
         for p, s, e in sorted(zip(*roll_notes(roll[t])), key=lambda n: (n[1], n[0])):
-            out.append({"track": name, "pitch": int(data["pitch_low"] + p), "start_step": int(s), "end_step": int(e),
-                        "start_s": round(float(s) * step_s, 4), "end_s": round(float(e) * step_s, 4)})
+            note = {"track": name, "pitch": int(data["pitch_low"] + p), "start_step": int(s), "end_step": int(e),
+                    "start_s": round(float(s) * step_s, 4), "end_s": round(float(e) * step_s, 4)}
+            if given is not None:
+                note["given"] = bool(given[t, s:e].all())
+            out.append(note)
     return out
 
 
-def render(samples: np.ndarray, body: GenerateRequest, model, seed: int) -> bytes:
-    """The response body for ``body.format``; pure function of its inputs (same seed, same bytes)."""
+def shifted_data(data: dict, transpose_semitones: int) -> dict:
+    """``data`` with its pitch axis moved by ``-transpose_semitones``: rolls rendered with it sound in the
+    user's own key (the input was moved by ``+transpose_semitones`` to fit the model)."""
+    if not transpose_semitones:
+        return data
+    from musicgan.assist.midi_in import output_feature_config
+    from musicgan.config import to_dict
+
+    fc = output_feature_config(data, transpose_semitones)
+    return {**data, "feature_config": to_dict(fc), "pitch_low": fc.pitch_low}
+
+
+def render(samples: np.ndarray, body, model, seed: int, given: np.ndarray | None = None,
+           transpose_semitones: int = 0, extra: dict | None = None, originality: list | None = None) -> bytes:
+    """The response body for ``body.format``; pure function of its inputs (same seed, same bytes).
+
+    The assistant's routes add: ``given`` (bool ``[tracks, steps]``: the user's cells, drawn apart in the
+    PNG and flagged per note in the JSON), ``transpose_semitones`` (undone on the way out), ``extra``
+    (top-level JSON fields: the task, its bars) and ``originality`` (per sample, for the JSON)."""
     from musicgan.render import midi_bytes, pianoroll_png, wav_bytes
 
-    data, fmt = model.data, body.format or PIANOROLL.default_format
+    data, fmt = shifted_data(model.data, transpose_semitones), body.format or PIANOROLL.default_format
+    given_png = None if given is None else np.broadcast_to(np.asarray(given, bool)[None], samples.shape[:3])
+    title = f"{model.name} {model.version}  seed {seed}"
     if fmt == "png":
-        return pianoroll_png(samples, data, title=f"{model.name} {model.version}  seed {seed}")
+        return pianoroll_png(samples, data, title=title, given=given_png)
     if fmt == "json":
         low = data["pitch_low"]
-        return json.dumps({
-            "model": {"name": model.name, "version": model.version}, "seed": seed, "tempo_qpm": body.tempo_qpm,
-            "steps_per_bar": data["steps_per_bar"], "pitch_low": low, "tracks": data["track_names"],
-            "samples": [{"pianoroll": [[[int(low + p) for p in np.flatnonzero(step)] for step in track]
-                                       for track in roll],
-                         "notes": notes_of(roll, data, body.tempo_qpm)} for roll in samples],
-        }).encode()
+        out = {"model": {"name": model.name, "version": model.version}, "seed": seed, "tempo_qpm": body.tempo_qpm,
+               "steps_per_bar": data["steps_per_bar"], "pitch_low": low, "tracks": data["track_names"]}
+        out.update(extra or {})
+        out["samples"] = [{"pianoroll": [[[int(low + p) for p in np.flatnonzero(step)] for step in track]
+                                         for track in roll],
+                           "notes": notes_of(roll, data, body.tempo_qpm, given)} for roll in samples]
+        if originality is not None:
+            for sample, orig in zip(out["samples"], originality):
+                sample["originality"] = orig
+        return json.dumps(out).encode()
     if fmt in ("midi", "wav"):
         mid = midi_bytes(_sequence(samples, data, gap_steps=data["steps_per_bar"]), data, tempo_qpm=body.tempo_qpm)
         return wav_bytes(mid) if fmt == "wav" else mid
@@ -74,8 +100,9 @@ def render(samples: np.ndarray, body: GenerateRequest, model, seed: int) -> byte
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for i, roll in enumerate(samples):
             _zip_write(z, f"sample_{i:03d}.mid", midi_bytes(roll, data, tempo_qpm=body.tempo_qpm))
-        _zip_write(z, "pianoroll.png", pianoroll_png(samples, data, title=f"{model.name} {model.version} seed {seed}"))
-        _zip_write(z, "samples.json", render(samples, body.model_copy(update={"format": "json"}), model, seed))
+        _zip_write(z, "pianoroll.png", pianoroll_png(samples, data, title=title.replace("  ", " "), given=given_png))
+        _zip_write(z, "samples.json", render(samples, body.model_copy(update={"format": "json"}), model, seed, given,
+                                             transpose_semitones, extra, originality))
     return buf.getvalue()
 
 

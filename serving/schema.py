@@ -26,7 +26,7 @@ AUDIO_GAP_S = 0.25  # silence between the clips of one WAV, so several notes are
 # Fields that only mean something to a pianoroll model. Sent to a spectrogram model they are
 # refused (422) rather than ignored: a caller who asks for 8 bars or a tempo should learn that
 # they do not get them, as with unknown fields.
-PIANOROLL_ONLY = ("n_bars", "temperature", "threshold", "condition", "tempo_qpm")
+PIANOROLL_ONLY = ("n_bars", "temperature", "threshold", "condition", "tempo_qpm", "avoid_copies")
 
 
 class GenerateRequest(BaseModel):
@@ -55,6 +55,8 @@ class GenerateRequest(BaseModel):
                               description="spectrogram (audio) models: MIDI pitch of the notes (60 = C4), one of "
                                           "the model's pitches (GET /v1/model); omitted: its first. "
                                           "All n_samples notes share it; they differ by seed")
+    avoid_copies: bool | None = Field(None, description="pianoroll models: re-draw a sample that copies a training "
+                                                        "phrase, up to 3 times (default on)")
     instrument: str | None = Field(None, max_length=64,
                                    description="spectrogram (audio) models: instrument name, one of the model's "
                                                "instruments (GET /v1/model); omitted: its first")
@@ -112,13 +114,17 @@ def check_pianoroll_fields(body: GenerateRequest, model) -> str:
 
 
 def phrases_of(body: GenerateRequest, model) -> int:
-    """Phrases per sample that ``body.n_bars`` asks of a pianoroll ``model``; 422 when it is not
-    a whole number of the model's phrases."""
+    """Generator forwards' phrases per sample that ``body.n_bars`` asks of a pianoroll ``model``: whole
+    phrases side by side, or for a masked model one window per hop (phrase by phrase, each phrase taking
+    its first bars from the one before); 422 when ``n_bars`` is not a multiple of the hop."""
     bars = body.n_bars or model.phrase_bars
-    if bars % model.phrase_bars:
-        raise HTTPException(422, f"n_bars must be a multiple of {model.phrase_bars} (this model's phrase length), "
-                                 f"up to {MAX_BARS}; got {bars}")
-    return bars // model.phrase_bars
+    hop = getattr(model, "hop_bars", model.phrase_bars)
+    if bars % hop:
+        what = "a masked model writes phrase by phrase" if hop != model.phrase_bars else "this model's phrase length"
+        raise HTTPException(422, f"n_bars must be a multiple of {hop} ({what}), up to {MAX_BARS}; got {bars}")
+    if hop == model.phrase_bars:
+        return bars // model.phrase_bars
+    return max(1, -(-(bars - model.phrase_bars) // hop) + 1)
 
 
 def label_index(body: GenerateRequest, model) -> int | None:

@@ -63,51 +63,84 @@ def _next_window(filled: np.ndarray, steps_per_bar: int, phrase_bars: int, overl
     return int(min(max(open_bars[0] - overlap_bars, 0), n_bars - phrase_bars))
 
 
-def fill_many(g, jobs: list[FillJob], overlap_bars: int = OVERLAP_BARS) -> list[np.ndarray]:
-    """Complete every job, window by window; returns bool ``[n, tracks, steps, pitches]`` per job
-    with each job's known cells exactly as given."""
-    g = unwrap(g)
-    if not getattr(g, "masked", False):
-        raise ValueError("only a masked generator (model.masked) can fill in known notes")
-    spb, phrase_bars = g.steps_per_bar, g.n_bars
-    if not 0 <= overlap_bars < phrase_bars:
-        raise ValueError(f"overlap_bars must be within 0..{phrase_bars - 1}, not {overlap_bars}")
-    states = []
-    for job in jobs:
+class FillRun:
+    """One job's window-by-window completion, a step at a time: :meth:`next_request` gives the next
+    window as a :class:`~musicgan.gan.Request` (None when the piece is complete), :meth:`take` writes the
+    generator's output for it. :func:`fill_many` drives many runs with one forward per round; the served
+    app drives each through its batched forward, so windows of different requests share forwards."""
+
+    def __init__(self, g, job: FillJob, overlap_bars: int = OVERLAP_BARS):
+        g = unwrap(g)
+        if not getattr(g, "masked", False):
+            raise ValueError("only a masked generator (model.masked) can fill in known notes")
+        self.spb, self.phrase_bars = g.steps_per_bar, g.n_bars
+        if not 0 <= overlap_bars < self.phrase_bars:
+            raise ValueError(f"overlap_bars must be within 0..{self.phrase_bars - 1}, not {overlap_bars}")
         t, steps, p = job.roll.shape
         if job.known.shape != (t, steps):
             raise ValueError(f"known must be [tracks, steps] = {(t, steps)}, got {job.known.shape}")
-        if steps % spb:
-            raise ValueError(f"a piece must be whole bars of {spb} steps; got {steps} steps")
-        pad = max(phrase_bars * spb - steps, 0)  # shorter than a phrase: unknown cells, cut off at the end
-        roll = np.zeros((job.n, t, steps + pad, p), bool)
-        known = np.zeros((t, steps + pad), bool)
-        known[:, :steps] = job.known
-        roll[:, :, :steps] = job.roll[None] & job.known[None, :, :, None]
+        if steps % self.spb:
+            raise ValueError(f"a piece must be whole bars of {self.spb} steps; got {steps} steps")
+        self.job, self.overlap_bars, self.steps = job, overlap_bars, steps
+        pad = max(self.phrase_bars * self.spb - steps, 0)  # shorter than a phrase: unknown cells, cut off at the end
+        self.roll = np.zeros((job.n, t, steps + pad, p), bool)
+        self.filled = np.zeros((t, steps + pad), bool)
+        self.filled[:, :steps] = job.known
+        self.roll[:, :, :steps] = job.roll[None] & job.known[None, :, :, None]
+        self.pending: tuple[int, slice] | None = None
         job.windows = []
-        states.append((roll, known.copy(), steps))
-    round_ = 0
+
+    def next_request(self) -> Request | None:
+        """The request for the next window, or None when every cell is filled."""
+        start = _next_window(self.filled, self.spb, self.phrase_bars, self.overlap_bars)
+        if start is None:
+            return None
+        job, win = self.job, slice(start * self.spb, (start + self.phrase_bars) * self.spb)
+        self.pending = (start, win)
+        mask = torch.from_numpy(np.ascontiguousarray(self.filled[:, win]))[None].expand(job.n, -1, -1)
+        return Request(job.n, window_seed(job.seed, len(job.windows)), job.temperature, label=job.label,
+                       context=torch.from_numpy(np.ascontiguousarray(self.roll[:, :, win])), mask=mask,
+                       track_seed=job.seed)
+
+    def take(self, out) -> None:
+        """Write the generator's output (``[n, tracks, window steps, pitches]``) for the pending window."""
+        start, win = self.pending
+        self.roll[:, :, win] = out.numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+        self.filled[:, win] = True
+        self.job.windows.append((start, start + self.phrase_bars))
+        self.pending = None
+
+    def result(self) -> np.ndarray:
+        """bool ``[n, tracks, steps, pitches]``, the job's known cells exactly as given."""
+        return self.roll[:, :, : self.steps]
+
+
+def count_windows(known: np.ndarray, steps_per_bar: int, phrase_bars: int, overlap_bars: int = OVERLAP_BARS) -> int:
+    """How many windows (generator forwards) completing a piece with ``known [tracks, steps]`` takes:
+    a request's cost, known before any forward."""
+    steps = known.shape[1]
+    filled = np.zeros((known.shape[0], max(steps, phrase_bars * steps_per_bar)), bool)
+    filled[:, :steps] = known
+    n = 0
+    while (start := _next_window(filled, steps_per_bar, phrase_bars, overlap_bars)) is not None:
+        filled[:, start * steps_per_bar: (start + phrase_bars) * steps_per_bar] = True
+        n += 1
+    return n
+
+
+def fill_many(g, jobs: list[FillJob], overlap_bars: int = OVERLAP_BARS) -> list[np.ndarray]:
+    """Complete every job, window by window; returns bool ``[n, tracks, steps, pitches]`` per job
+    with each job's known cells exactly as given. Each round is one generator forward for every job
+    still running."""
+    g = unwrap(g)
+    runs = [FillRun(g, job, overlap_bars) for job in jobs]
     while True:
-        active, requests = [], []
-        for i, (job, (roll, filled, _)) in enumerate(zip(jobs, states)):
-            start = _next_window(filled, spb, phrase_bars, overlap_bars)
-            if start is None:
-                continue
-            win = slice(start * spb, (start + phrase_bars) * spb)
-            mask = torch.from_numpy(np.ascontiguousarray(filled[:, win]))[None].expand(job.n, -1, -1)
-            requests.append(Request(job.n, window_seed(job.seed, round_), job.temperature, label=job.label,
-                                    context=torch.from_numpy(np.ascontiguousarray(roll[:, :, win])), mask=mask,
-                                    track_seed=job.seed))
-            active.append((i, win, start))
-        if not requests:
+        active = [(run, req) for run in runs if (req := run.next_request()) is not None]
+        if not active:
             break
-        for (i, win, start), out in zip(active, generate_many(g, requests)):
-            roll, filled, _ = states[i]
-            roll[:, :, win] = out.numpy()
-            filled[:, win] = True
-            jobs[i].windows.append((start, start + phrase_bars))
-        round_ += 1
-    return [roll[:, :, :steps] for roll, _, steps in states]
+        for (run, _), out in zip(active, generate_many(g, [req for _, req in active])):
+            run.take(out)
+    return [run.result() for run in runs]
 
 
 def fill(g, roll: np.ndarray, known: np.ndarray, n: int = 1, seed: int = 0, temperature: float = 0.0,

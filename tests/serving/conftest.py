@@ -101,3 +101,27 @@ def deploy(app, name: str, port: int) -> Http:
             break
         time.sleep(0.5)
     return http
+
+
+@pytest.fixture(scope="session")
+def masked_checkpoint(bach_data, tmp_path_factory):
+    """An untrained cpu-masked-tiny generator (it takes known notes: the assistant routes) with the
+    files a promoted model ships beside its weights: the originality index of the build's training
+    phrases and the held-out example melodies."""
+    from musicgan import checkpoint as ckpt
+    from musicgan.assist.assets import write_assets
+    from musicgan.data.shards import load_manifest
+
+    root = tmp_path_factory.mktemp("masked")
+    path = save_untrained(root / "run" / "checkpoint_000004", "cpu-masked-tiny",
+                          ckpt.data_info(load_manifest(bach_data.out)), seed=2)
+    write_assets(bach_data.out, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def served_masked(serve_port, masked_checkpoint):
+    """The app serving the masked model (a test module uses this or ``served``, not both: both sit at ``/``)."""
+    from serving.app import build_app
+
+    return deploy(build_app(str(masked_checkpoint)), "musicgan", serve_port)
