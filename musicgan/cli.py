@@ -540,14 +540,15 @@ def cmd_demo(args) -> int:
 def add_demo_parser(sub) -> None:
     d = _command(sub, "demo", help="the main job on the embedded Bach chorales: data, train, sample, evaluate, "
                                    "promote, serve",
-                 description=("The whole pipeline on the Bach chorales inside music21: build the data, train,\n"
+                 description=("The whole pipeline on the Bach chorales inside music21: build the data, train\n"
+                              "the masked model (cpu-masked: it generates, harmonizes, continues and fills in),\n"
                               "sample, evaluate, promote into OUT/models, then serve it on http://127.0.0.1:PORT\n"
                               "until Ctrl-C (about 16 min to the server on two cores). Everything goes under --out."),
                  example="musicgan demo --out demo --no-serve")
     d.add_argument("--out", default="demo", help="where everything goes (default ./demo)")
     d.add_argument("--workers", type=_positive, default=2, help="Ray Train workers (default 2)")
     d.add_argument("--steps", type=_positive, default=None, help="generator steps (default: the preset's)")
-    _preset_option(d, "cpu", "training preset")
+    _preset_option(d, "cpu-masked", "training preset")
     d.add_argument("--port", type=int, default=8000, help="port to serve the result on (default 8000)")
     d.add_argument("--no-serve", action="store_true", help="stop after promoting instead of serving")
     d.set_defaults(func=cmd_demo)

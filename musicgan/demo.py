@@ -1,7 +1,9 @@
 """``musicgan demo``: the main job end to end on the embedded Bach chorales, on one machine.
 
-build the data -> train the ``cpu`` preset on 2 Ray Train workers -> sample -> evaluate ->
-promote into demo/models -> serve it over HTTP (until Ctrl-C; ``--no-serve`` stops before).
+build the data -> train the ``cpu-masked`` preset on 2 Ray Train workers -> sample -> evaluate ->
+promote into demo/models (with its originality index and example melodies) -> serve it over HTTP
+(until Ctrl-C; ``--no-serve`` stops before). The masked model both generates from scratch and
+harmonizes, continues and fills in: the served page and the printed curl lines use both.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import time
 from pathlib import Path
 
 
-def run_demo(out: str, workers: int = 2, steps: int | None = None, preset: str = "cpu", serve: bool = True,
+def run_demo(out: str, workers: int = 2, steps: int | None = None, preset: str = "cpu-masked", serve: bool = True,
              port: int = 8000) -> int:
     from musicgan.checkpoint import find_latest
     from musicgan.config import FeatureConfig
@@ -29,7 +31,7 @@ def run_demo(out: str, workers: int = 2, steps: int | None = None, preset: str =
     print(f"\n== 2/4 train: preset {preset}, {workers} Ray Train workers", flush=True)
     overrides = [f"train.num_workers={workers}"] + ([f"train.total_steps={steps}"] if steps else [])
     cfg = load_preset(preset, overrides)
-    run = root / "runs" / "bach-cpu"
+    run = root / "runs" / f"bach-{preset}"
     result = fit(cfg, built.out, str(run))
     print(train_summary(result, str(run)), flush=True)
     if result.error is not None:

@@ -168,6 +168,10 @@ def promote(source: str | os.PathLike, registry: str, name: str) -> dict:
     generators into the architecture its config describes), so a damaged one is never promoted.
     ``model.json`` records the sha256 of every file (``files_sha256``); loading checks them.
     Concurrent promoters of one name each get their own version, and ``latest`` only moves forward.
+
+    Beside the checkpoint, the version gets what serving needs from the training data
+    (:mod:`musicgan.assist.assets`): the originality index of the training phrases and a few held-out
+    example melodies. Without the data (moved, or never recorded) the record says why they are missing.
     """
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise RegistryError(f"model name {name!r} must be letters, digits, '.', '_' or '-' (at most 64)")
@@ -188,6 +192,7 @@ def promote(source: str | os.PathLike, registry: str, name: str) -> dict:
             root.fs.create_dir(posixpath.dirname(target), recursive=True)
             with root.fs.open_output_stream(target) as f:
                 f.write(raw)
+        assets = _write_assets(prov.get("data_dir"), root.fs, tmp.path)
         with _promote_lock(name_loc):
             for _ in range(5):  # a promoter outside the lock (an object store) may take a number: the next one
                 number = (_versions(name_loc) or [0])[-1] + 1
@@ -196,7 +201,8 @@ def promote(source: str | os.PathLike, registry: str, name: str) -> dict:
                 record = {"name": name, "version": version,
                           "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                           "step": meta["step"], "metrics": _metrics_at(ckpt.parent, meta["step"]),
-                          "config": meta["config"], "data": data, "provenance": prov, "files_sha256": hashes}
+                          "config": meta["config"], "data": data, "provenance": prov, "files_sha256": hashes,
+                          "assets": assets}
                 with root.fs.open_output_stream(posixpath.join(tmp.path, "model.json")) as f:
                     f.write(json.dumps(record, indent=2).encode())
                 if final.exists():
@@ -220,6 +226,28 @@ def promote(source: str | os.PathLike, registry: str, name: str) -> dict:
     record["uri"] = final.uri
     record["latest"] = f"v{latest}"
     return record
+
+
+def _write_assets(data_dir: str | None, fs, dest: str) -> dict:
+    """The serving assets of ``data_dir`` (:func:`musicgan.assist.assets.write_assets`) into ``dest`` on ``fs``;
+    returns what the record says about them."""
+    import tempfile
+
+    from musicgan.assist.assets import write_assets
+    from musicgan.data.shards import DataError
+
+    if not data_dir:
+        return {"missing": "the run does not record its data folder"}
+    try:
+        with tempfile.TemporaryDirectory(prefix="musicgan-assets-") as local:
+            written = write_assets(data_dir, local)
+            for name in sorted(os.listdir(local)):
+                with open(os.path.join(local, name), "rb") as src, \
+                        fs.open_output_stream(posixpath.join(dest, name)) as out:
+                    out.write(src.read())
+    except (OSError, DataError, ValueError, KeyError) as e:
+        return {"missing": f"could not read the training data at {data_dir}: {e}"}
+    return written
 
 
 def _read_record(loc: storage.Location) -> dict:
@@ -321,6 +349,7 @@ def _download(ckpt: storage.Location, record: dict) -> Path:
                 with ckpt.fs.open_input_stream(posixpath.join(ckpt.path, rel)) as f:
                     target.write_bytes(f.read())
             verify_files(tmp, hashes)
+        _fetch_assets(ckpt, tmp)
         try:
             os.rename(tmp, dest)
         except OSError as e:  # another process cached it meanwhile
@@ -329,6 +358,19 @@ def _download(ckpt: storage.Location, record: dict) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _fetch_assets(ckpt: storage.Location, dest: Path) -> None:
+    """Copy a remote version's serving assets (beside its checkpoint) into the cached checkpoint folder."""
+    from musicgan.assist.assets import EXAMPLES_FILE
+    from musicgan.originality import INDEX_FILE
+
+    version = posixpath.dirname(ckpt.path)
+    for name in (INDEX_FILE, EXAMPLES_FILE):
+        src = posixpath.join(version, name)
+        if ckpt.fs.get_file_info(src).type == pafs.FileType.File:
+            with ckpt.fs.open_input_stream(src) as f:
+                (dest / name).write_bytes(f.read())
 
 
 def summary_text(record: dict) -> str:
@@ -349,4 +391,10 @@ def summary_text(record: dict) -> str:
         lines.append(f"  search       {p.get('search_run')} (trial {p['trial_id']})")
     lines.append(f"  data         feature hash {p.get('feature_hash')}, manifest sha256 "
                  f"{(p.get('manifest_sha256') or '-')[:16]}")
+    assets = record.get("assets") or {}
+    if assets.get("missing"):
+        lines.append(f"  serving      no originality index or examples: {assets['missing']}")
+    elif assets.get("index_phrases"):
+        lines.append(f"  serving      originality index of {assets['index_phrases']} training phrases; example "
+                     f"melodies {', '.join(assets.get('examples') or []) or '(none)'}")
     return "\n".join(lines)

@@ -36,11 +36,19 @@ def serve_until_interrupted(model: str, host: str = "127.0.0.1", port: int = 800
         req = urllib.request.Request(url + "/v1/generate", data=json.dumps({"seed": 7}).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(req, timeout=120) as r:
-            checked = f"checked: POST /v1/generate -> {r.status}, {len(r.read())} bytes of {r.headers['content-type']}"
+            checked = [f"checked: POST /v1/generate -> {r.status}, {len(r.read())} bytes of {r.headers['content-type']}"]
     with urllib.request.urlopen(url + "/v1/model", timeout=60) as r:
-        print(summary_text(url, json.loads(r.read())))
-    if checked:
-        print(f"  {checked}")
+        info = json.loads(r.read())
+    if check and "harmonize" in info.get("tasks", []) and info.get("examples"):
+        body = {"example": info["examples"][0]["id"], "seed": 7, "format": "midi"}
+        req = urllib.request.Request(url + "/v1/harmonize", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=120) as r:
+            checked.append(f"checked: POST /v1/harmonize ({body['example']}) -> {r.status}, {len(r.read())} bytes, "
+                           f"max overlap with training {r.headers.get('X-Musicgan-Max-Overlap', '-')}")
+    print(summary_text(url, info))
+    for line in checked or []:
+        print(f"  {line}")
     print("  serving until Ctrl-C or SIGTERM", flush=True)
     # Ray Train's fit() leaves its own SIGINT handler (it aborts a run that is over): take Ctrl-C back.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -87,9 +95,21 @@ def audio_summary(url: str, info: dict) -> list[str]:
 
 
 def pianoroll_summary(url: str, info: dict) -> list[str]:
-    """The pianoroll family's lines of :func:`summary_text`: a call for two phrases as MIDI."""
-    return [
-        f"  try          curl -s -X POST {url}/v1/generate -H 'Content-Type: application/json' "
-        f"-d '{{\"n_samples\": 2, \"n_bars\": 8, \"seed\": 7, \"format\": \"midi\"}}' -o sample.mid",
-        "  Python       from musicgan.client import generate; pms = generate(n_samples=2, seed=7)",
-    ]
+    """The pianoroll family's lines of :func:`summary_text`: a call for two phrases as MIDI and, for a
+    masked model, the assistant's calls (a shipped example melody harmonized, an upload, a region rewritten)."""
+    json_post = f"curl -s -X POST {url}/v1/%s -H 'Content-Type: application/json' -d '%s' -o %s"
+    lines = [f"  try          {json_post % ('generate', json.dumps({'n_samples': 2, 'n_bars': 8, 'seed': 7, 'format': 'midi'}), 'sample.mid')}",
+             "  Python       from musicgan.client import generate; pms = generate(n_samples=2, seed=7)"]
+    if "harmonize" not in info.get("tasks", []):
+        return lines + ["  assistant    not this model (unmasked); train with --preset cpu-masked to harmonize, "
+                        "continue and inpaint"]
+    examples = [e["id"] for e in info.get("examples") or []]
+    if examples:
+        body = json.dumps({"example": examples[0], "seed": 7, "format": "midi"})
+        lines.append(f"  harmonize    {json_post % ('harmonize', body, 'harmonized.mid')}")
+        lines.append(f"  examples     {', '.join(examples)} (held-out chorale melodies; GET /v1/model has their notes)")
+    lines += [f"  your melody  curl -s -X POST {url}/v1/harmonize -F file=@melody.mid -F seed=7 -o harmonized.mid",
+              f"  inpaint      curl -s -X POST {url}/v1/inpaint -F file=@piece.mid -F bars=3,4 -F voices=alto,tenor "
+              "-o inpainted.mid",
+              f"  continue     curl -s -X POST {url}/v1/continue -F file=@piece.mid -F n_bars=4 -o continued.mid"]
+    return lines

@@ -161,3 +161,38 @@ def test_bad_calls_raise_clear_value_errors(g):
         fill_many(g, [long_job(8, T, P, SPB)], overlap_bars=4)
     with pytest.raises(ValueError, match="whole bars"):
         fill(g, np.zeros((T, SPB + 3, P), bool), np.zeros((T, SPB + 3), bool))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: harmonize_job(melody(7 * SPB), 0, T, P, SPB),
+    lambda: continue_job(piece(3), 5, SPB),
+    lambda: inpaint_job(piece(9), 2, 4, [1, 2], SPB),
+    lambda: inpaint_job(piece(9), 7, 9, [0], SPB),
+    lambda: long_job(10, T, P, SPB),
+    lambda: long_job(2, T, P, SPB),
+])
+def test_count_windows_is_the_number_of_forwards_fill_makes(g, make):
+    from musicgan.assist.fill import count_windows
+
+    job = make()
+    expected = count_windows(job.known, SPB, PHRASE_BARS)
+    fill_many(g, [job])
+    assert expected == len(job.windows) >= 1
+
+
+def test_stepping_a_fill_run_by_hand_gives_what_fill_many_gives(g):
+    """The served app drives FillRun one window at a time through its batched forward: the same windows,
+    seeds and notes as fill_many."""
+    from musicgan.assist.fill import FillRun
+
+    ref_job = inpaint_job(piece(8, seed=4), 2, 6, [1, 3], SPB, n=2, seed=11)
+    expected = fill_many(g, [ref_job])[0]
+    job = inpaint_job(piece(8, seed=4), 2, 6, [1, 3], SPB, n=2, seed=11)
+    run = FillRun(g, job)
+    seeds = []
+    while (req := run.next_request()) is not None:
+        seeds.append(req.seed)
+        run.take(generate_many(g, [req])[0].numpy())
+    assert job.windows == ref_job.windows and len(seeds) == len(job.windows) > 1
+    assert seeds == [window_seed(11, w) for w in range(len(seeds))]
+    assert np.array_equal(run.result(), expected)
