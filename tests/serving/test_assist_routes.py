@@ -507,6 +507,25 @@ def test_a_nan_in_the_json_body_is_a_422(served_masked):
     assert status == 422 and "NaN" in detail(body) and "not valid JSON" in detail(body), body[:300]
 
 
+def test_a_json_piece_over_generates_body_limit_is_read_and_one_over_256_kib_is_a_413(served_masked):
+    from serving.schema import MAX_BODY_BYTES
+
+    def piece(bars: int, notes_a_beat: int) -> list[dict]:
+        beat = 1.0 / notes_a_beat
+        return [{"pitch": line[i % len(line)], "start_beat": beat * i, "duration_beats": beat, "track": voice}
+                for voice, line in PIECE.items() for i in range(4 * bars * notes_a_beat)]
+
+    body = {"notes": piece(32, 2), "bars": [31, 32], "voices": ["alto"], "seed": 3, "format": "json"}
+    assert len(json.dumps(body)) > MAX_BODY_BYTES  # over /v1/generate's 16 KiB; the assistant's routes take 256 KiB
+    headers, doc = answer(served_masked, ("json", "/v1/inpaint", body))
+    assert doc["n_bars"] == 32 and {k: v for k, v in cells_of_roll(doc).items() if k[0] != "alto"} == \
+        {k: v for k, v in cells_of_notes(body["notes"]).items() if k[0] != "alto"}
+    body["notes"] = piece(64, 4)
+    assert len(json.dumps(body)) > 262144
+    status, _, content = served_masked.call("POST", "/v1/inpaint", body)
+    assert status == 413 and "request body over 262144 bytes" in content.decode(), (status, content[:300])
+
+
 def test_a_64_bar_melody_with_16_samples_is_over_the_cost_bound(served_masked):
     melody = melody_notes([67, 69, 71, 72] * 16, 4.0)  # 64 whole notes: 64 bars, 31 windows a sample
     status, _, body = send(served_masked, harmonize_json("midi", n=16, melody=melody))
