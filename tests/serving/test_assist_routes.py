@@ -440,6 +440,81 @@ def test_a_melody_far_above_the_soprano_comes_back_in_its_own_key(served_masked,
         assert [n.pitch for n in sorted(top.notes, key=lambda n: n.start)] == high_melody
 
 
+def test_an_upload_and_the_same_notes_as_json_give_the_same_answer(served_masked):
+    """A form's options are strings, its lists "2,3" or "2:3"; the music read from MIDI equals the note list."""
+    piece_midi = midi_file({v: [n for n in piece_notes(4) if n["track"] == v] for v in VOICES})
+    prompt_midi = midi_file({v: [n for n in piece_notes(2) if n["track"] == v] for v in VOICES})
+    form = {"seed": "9", "n_samples": "2", "format": "json", "tempo_qpm": "90", "temperature": "1.0"}
+    pairs = [
+        (("form", "/v1/harmonize", form, midi_file({"melody": melody_notes()})),
+         harmonize_json(seed=9, n=2, temperature=1.0)),
+        (("form", "/v1/inpaint", {**form, "bars": "2:3", "voices": "alto, tenor"}, piece_midi),
+         inpaint_json(seed=9, n=2, bars=(2, 3), voices=("alto", "tenor"), temperature=1.0)),
+        (("form", "/v1/continue", {**form, "n_bars": "2"}, prompt_midi),
+         continue_json(seed=9, n=2, prompt_bars=2, n_bars=2, temperature=1.0)),
+    ]
+    for upload, notes in pairs:
+        assert ok(served_masked, upload)[1] == ok(served_masked, notes)[1], f"{upload[1]}: upload != notes"
+    # without tempo_qpm an upload plays at its file's tempo (100 here), JSON notes at 90
+    _, doc = answer(served_masked, ("form", "/v1/harmonize", {"seed": "9", "format": "json"},
+                                    midi_file({"melody": melody_notes()}, qpm=100.0)))
+    assert doc["tempo_qpm"] == 100.0
+    assert answer(served_masked, harmonize_json(seed=9))[1]["tempo_qpm"] == 90.0
+
+
+def test_an_upload_chooses_its_melody_track_and_chords_keep_their_top_note(served_masked):
+    tracks = {"bass line": melody_notes([p - 24 for p in MELODY]), "tune": melody_notes()}
+    for track in ("1", "tune", "TUNE"):
+        _, doc = answer(served_masked, ("form", "/v1/harmonize", {"seed": "1", "format": "json", "track": track},
+                                        midi_file(tracks)))
+        soprano = [note_key(n) for n in doc["samples"][0]["notes"] if n["track"] == "soprano"]
+        assert sorted(soprano) == input_note_keys(melody_notes(), "soprano"), track
+    status, _, body = post_form(served_masked, "/v1/harmonize", {"track": "2"}, midi_file(tracks))
+    assert status == 422 and "no track 2" in detail(body) and "'tune'" in detail(body), body[:300]
+    chords = melody_notes() + [{**n, "pitch": n["pitch"] - 7} for n in melody_notes()]
+    headers, doc = answer(served_masked, harmonize_json(melody=chords))
+    assert "chords" in headers.get("x-musicgan-warnings", ""), headers
+    soprano = [note_key(n) for n in doc["samples"][0]["notes"] if n["track"] == "soprano"]
+    assert sorted(soprano) == input_note_keys(melody_notes(), "soprano")
+
+
+def test_a_bass_line_is_harmonized_above_it(served_masked):
+    line = melody_notes(PIECE["bass"], 2.0)
+    _, doc = answer(served_masked, harmonize_json(melody=line, voice="bass", n=2))
+    for sample in doc["samples"]:
+        assert sorted(note_key(n) for n in sample["notes"] if n["track"] == "bass") == input_note_keys(line, "bass")
+        assert all(n["given"] is (n["track"] == "bass") for n in sample["notes"])
+
+
+def test_a_prompt_without_some_voices_gets_them_written_from_the_start(served_masked):
+    prompt = [n for n in piece_notes(2) if n["track"] in ("soprano", "bass")]
+    _, doc = answer(served_masked, ("json", "/v1/continue", {"notes": prompt, "n_bars": 2, "seed": 4,
+                                                             "format": "json", "temperature": 1.0}))
+    cells = cells_of_roll(doc)
+    assert {k: v for k, v in cells.items() if k[0] in ("soprano", "bass") and k[1] < 32} == cells_of_notes(prompt)
+    for n in doc["samples"][0]["notes"]:
+        assert n["given"] is (n["track"] in ("soprano", "bass") and n["end_step"] <= 32), n
+
+
+def test_a_piece_above_the_models_range_is_inpainted_in_its_own_key(served_masked):
+    high = [{**n, "pitch": n["pitch"] + 12} for n in piece_notes(4)]  # soprano up to E6: above the model's B5
+    shift = (PITCH_LOW + N_PITCHES - 1) - max(n["pitch"] for n in high)
+    assert shift < 0
+    call = ("json", "/v1/inpaint", {"notes": high, "bars": [2, 3], "voices": ["alto"], "seed": 2, "format": "json"})
+    headers, doc = answer(served_masked, call)
+    assert headers["x-musicgan-transpose"] == str(shift) and doc["transpose_semitones"] == shift
+    outside = lambda k: not (k[0] == "alto" and 16 <= k[1] < 48)  # noqa: E731
+    assert {k: v for k, v in cells_of_roll(doc).items() if outside(k)} == \
+        {k: v for k, v in cells_of_notes(high).items() if outside(k)}
+
+
+def test_without_a_seed_the_server_picks_one_and_says_which(served_masked):
+    call = ("json", "/v1/harmonize", {"melody": melody_notes(), "format": "json", "temperature": 1.0})
+    headers, body = ok(served_masked, call)
+    seed = int(headers["x-musicgan-seed"])
+    assert ok(served_masked, ("json", call[1], {**call[2], "seed": seed}))[1] == body
+
+
 # --- bad input ---------------------------------------------------------------------------------------
 
 
@@ -463,7 +538,7 @@ def test_every_bad_upload_gets_its_status_and_message(served_masked):
         ("continue, not MIDI", "/v1/continue", b"MThd but no more", 422, "not a readable MIDI file"),
         ("inpaint, 3/4", "/v1/inpaint", midi_file({"s": melody_notes()}, time_signature=(3, 4)), 422,
          "time signature 3/4"),
-        ("over 256 KiB", "/v1/harmonize", b"MThd" + bytes(300 * 1024), 413, "request body over 262144 bytes"),
+        ("over 256 KiB", "/v1/harmonize", b"MThd" + bytes(300 * 1024), 413, "262144 bytes"),
     ]
     fields = {"/v1/harmonize": form, "/v1/continue": {**form, "n_bars": "2"}, "/v1/inpaint": {**form, "bars": "1,2"}}
     for what, path, file, status, message in cases:
@@ -475,6 +550,14 @@ def test_every_bad_upload_gets_its_status_and_message(served_masked):
         {v: [n for n in piece_notes(4) if n["track"] == v] for v in VOICES}))
     assert got == 422 and "this piece has 4 bars" in detail(body), body[:300]
     assert "supported: 4/4 and 2/2" in post_form(served_masked, "/v1/harmonize", form, cases[4][2])[2].decode()
+    midi = midi_file({"m": melody_notes()})
+    for fields, message in [({**form, "colour": "red"}, "colour"),
+                            ({**form, "melody": "67,69"}, "send note lists as JSON"),
+                            ({**form, "n_samples": "many"}, "n_samples")]:
+        got, _, body = post_form(served_masked, "/v1/harmonize", fields, midi)
+        assert got == 422 and message in detail(body), (fields, got, body[:300])
+    got, _, body = served_masked.call("POST", "/v1/harmonize", raw=midi)  # raw MIDI sent as if JSON
+    assert got == 422 and "not valid JSON" in detail(body), body[:300]
 
 
 @pytest.mark.parametrize("call, message", [
@@ -507,23 +590,27 @@ def test_a_nan_in_the_json_body_is_a_422(served_masked):
     assert status == 422 and "NaN" in detail(body) and "not valid JSON" in detail(body), body[:300]
 
 
-def test_a_json_piece_over_generates_body_limit_is_read_and_one_over_256_kib_is_a_413(served_masked):
+def test_json_bodies_have_room_for_the_longest_note_list_and_a_limit(served_masked):
+    """A JSON piece is read well past /v1/generate's 16 KiB; a note list past the schema's MAX_NOTES is the
+    schema's 422 (the body limit leaves room for it); a body past the JSON limit is a 413."""
+    from serving import assist
     from serving.schema import MAX_BODY_BYTES
 
-    def piece(bars: int, notes_a_beat: int) -> list[dict]:
-        beat = 1.0 / notes_a_beat
-        return [{"pitch": line[i % len(line)], "start_beat": beat * i, "duration_beats": beat, "track": voice}
-                for voice, line in PIECE.items() for i in range(4 * bars * notes_a_beat)]
-
-    body = {"notes": piece(32, 2), "bars": [31, 32], "voices": ["alto"], "seed": 3, "format": "json"}
-    assert len(json.dumps(body)) > MAX_BODY_BYTES  # over /v1/generate's 16 KiB; the assistant's routes take 256 KiB
+    limit = assist.MAX_JSON_BYTES
+    notes = [{"pitch": line[i % len(line)], "start_beat": 0.5 * i, "duration_beats": 0.5, "track": voice}
+             for voice, line in PIECE.items() for i in range(32 * 8)]  # 32 bars of eighth notes
+    body = {"notes": notes, "bars": [31, 32], "voices": ["alto"], "seed": 3, "format": "json"}
+    assert len(json.dumps(body)) > MAX_BODY_BYTES
     headers, doc = answer(served_masked, ("json", "/v1/inpaint", body))
     assert doc["n_bars"] == 32 and {k: v for k, v in cells_of_roll(doc).items() if k[0] != "alto"} == \
-        {k: v for k, v in cells_of_notes(body["notes"]).items() if k[0] != "alto"}
-    body["notes"] = piece(64, 4)
-    assert len(json.dumps(body)) > 262144
-    status, _, content = served_masked.call("POST", "/v1/inpaint", body)
-    assert status == 413 and "request body over 262144 bytes" in content.decode(), (status, content[:300])
+        {k: v for k, v in cells_of_notes(notes).items() if k[0] != "alto"}
+    too_many = {**body, "notes": [notes[1]] * (assist.MAX_NOTES + 1)}
+    raw = json.dumps(too_many).encode()
+    assert assist.MAX_UPLOAD_BYTES < len(raw) <= limit
+    status, _, content = served_masked.call("POST", "/v1/inpaint", raw=raw)
+    assert status == 422 and str(assist.MAX_NOTES) in detail(content), (status, content[:300])
+    status, _, content = served_masked.call("POST", "/v1/inpaint", raw=json.dumps(body).encode() + b" " * limit)
+    assert status == 413 and f"over {limit} bytes" in content.decode(), (status, content[:300])
 
 
 def test_a_64_bar_melody_with_16_samples_is_over_the_cost_bound(served_masked):
