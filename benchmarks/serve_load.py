@@ -23,7 +23,8 @@ Figures (the last line is one JSON object; each target has its figure and ``<fig
 * ``throughput_vs_floor``: our requests/s at concurrency 16 over the no-op's. Target >= 0.8.
 * ``batching_gain``: compute-bound requests (``--compute-samples`` x ``--compute-bars``, JSON, or
   the largest that the cost bounds let 16 be in flight at once) at concurrency 16,
-  ``max_batch_size`` 16 over 1 (``user_config``). Target >= 2.
+  ``max_batch_size`` 16 over 1 (the same app deployed twice through ``user_config``: at ``/`` and
+  ``/nobatch``, so on and off alternate in each round). Target >= 2.
 * ``mixed_non_200``: generate, harmonize (a shipped example melody) and inpaint interleaved at
   concurrency 16 on the masked model: answers other than 200 (target 0), with requests/s and
   p50/p99 per route; every answer must carry ``X-Musicgan-Max-Overlap``.
@@ -66,6 +67,7 @@ GENERATE = {"n_samples": 1, "n_bars": 4, "format": "midi"}
 TARGETS = {"http_side_ms": ("<=", 1.0), "throughput_vs_floor": (">=", 0.8), "batching_gain": (">=", 2.0),
            "mixed_non_200": ("<=", 0), "originality_cost_ratio": ("<=", 0.25)}
 NOOP_PREFIX = "/noop"
+NOBATCH_PREFIX = "/nobatch"
 
 
 # --- models ----------------------------------------------------------------------------------------
@@ -719,7 +721,7 @@ def main() -> None:
     from ray import serve
 
     from quality_run import bach_build
-    from serving.app import start
+    from serving.app import build_app, start
 
     tmp = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     args.data = bach_build(tmp, args.data)
@@ -739,6 +741,8 @@ def main() -> None:
     batch = {"max_batch_size": 16, "batch_wait_timeout_s": 0.0, "watch_seconds": 0}
     nobatch = dict(batch, max_batch_size=1)
     start(model, port=port, user_config=batch)  # as `musicgan serve` does: Serve's proxy, http_options, the app
+    # the same app with batching off (max_batch_size 1) beside it, so on and off alternate without redeploys
+    serve.run(build_app(model, user_config=nobatch), name="nobatch", route_prefix=NOBATCH_PREFIX, blocking=False)
     serve.run(noop_app(), name="noop", route_prefix=NOOP_PREFIX, blocking=False)
     wait_healthy(port)
     meter = CpuMeter()
@@ -748,33 +752,31 @@ def main() -> None:
     def light(path: str, n: int):
         return [post(path, dict(GENERATE, seed=i), "generate") for i in range(n)]
 
+    compute, refused = compute_body(args)
+
+    def heavy(path: str, n: int):
+        return [post(path, dict(compute, seed=i), "generate") for i in range(n)]
+
     paths = {"noop": NOOP_PREFIX + "/v1/generate", "noop_body": NOOP_PREFIX + "/v1/read_body", "ours": "/v1/generate"}
-    for name, path in paths.items():
-        load(port, 4, light(path, 60))  # warm-up
+    loads = [(f"{name}_c{c}", c, light, path) for c in (1, 16) for name, path in paths.items()]
+    loads += [("ours_nobatch_c16", 16, light, NOBATCH_PREFIX + "/v1/generate"),
+              ("compute_batch_c16", 16, heavy, "/v1/generate"),
+              ("compute_nobatch_c16", 16, heavy, NOBATCH_PREFIX + "/v1/generate")]
+    for key, c, make, path in loads:  # warm-up
+        load(port, 4, make(path, 60 if make is light else 8))
     for r in range(args.rounds):  # the floor and ours alternate, so both see the same neighbours
-        for c in (1, 16):
-            for name, path in paths.items():
-                result = load(port, c, light(path, args.requests), meter if c == 16 else None)
-                rounds.setdefault(f"{name}_c{c}", []).append(result)
-                line(f"round {r} {name} generate 1x4 bars midi", result)
+        for key, c, make, path in loads:
+            n = args.requests if make is light else args.compute_requests
+            result = load(port, c, make(path, n), meter if c == 16 else None)
+            rounds.setdefault(key, []).append(result)
+            line(f"round {r} {key}", result)
     for key, results in rounds.items():  # the round with the median p50 (c1) or median req/s (c16)
         by = "p50_ms" if key.endswith("c1") else "rps"
         runs[key] = sorted(results, key=lambda x: x[by])[len(results) // 2]
         runs[key]["rounds"] = [x[by] for x in results]
-    compute, refused = compute_body(args)
-    heavy = [post("/v1/generate", dict(compute, seed=i), "generate") for i in range(args.compute_requests)]
-    for on, config in ((True, batch), (False, nobatch)):
-        if not on:
-            deploy(model, port, config)  # max_batch_size 1 (Serve starts a fresh replica)
-            load(port, 4, light("/v1/generate", 60))
-            runs["ours_nobatch_c16"] = load(port, 16, light("/v1/generate", args.requests))
-            line("ours batching off", runs["ours_nobatch_c16"])
-        load(port, 4, heavy[:8])
-        key = f"compute_{'batch' if on else 'nobatch'}_c16"
-        runs[key] = load(port, 16, heavy, meter)
-        line(f"compute-bound {compute} batching {'on' if on else 'off'}", runs[key])
+    serve.delete("nobatch")
 
-    deploy(model, port, dict(batch, model=masked))  # user_config names the masked model
+    deploy(masked, port, batch)  # the masked model, with its index and examples
     info = get_json(port, "/v1/model")
     mixed = None
     if "harmonize" in (info.get("tasks") or []):
