@@ -76,7 +76,7 @@ app = FastAPI(title="musicgan", version="1",
               description="Generate music from a trained musicgan generator: MIDI, WAV, pianoroll PNG, JSON or zip.")
 app.router.route_class = StrictJSONRoute
 app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES,
-                   path_limits={route: assist.MAX_UPLOAD_BYTES for route in assist.ROUTES})
+                   path_limits={route: assist.MAX_JSON_BYTES for route in assist.ROUTES})
 
 
 def _openapi() -> dict:

@@ -5,8 +5,8 @@ through its batched forward, so these requests share generator forwards with ``/
 
 A body is either JSON (``application/json``: the note lists and options below) or a form
 (``multipart/form-data``: a MIDI file in ``file`` and the same options as text fields). Everything a
-user can get wrong is a 422 whose detail says what and what is allowed; a body over
-:data:`MAX_UPLOAD_BYTES` is a 413 (``serving.http_edge.BodyLimit``). The input is transposed by the
+user can get wrong is a 422 whose detail says what and what is allowed; an upload over
+:data:`MAX_UPLOAD_BYTES` (a JSON body over :data:`MAX_JSON_BYTES`) is a 413. The input is transposed by the
 smallest shift into the model's range and the answer moved back, so it sounds in the user's key.
 """
 
@@ -23,7 +23,10 @@ from serving.http_edge import json_safe, strict_json
 from serving.schema import MAX_BARS, MAX_SAMPLES, MIN_TEMPERATURE
 
 MAX_UPLOAD_BYTES = 256 * 1024
-"""Largest body of an assistant route (a MIDI upload with its form, or a JSON note list); a chorale is a few kB."""
+"""Largest form (a MIDI upload with its fields) an assistant route takes; a chorale is a few kB. Over it: 413."""
+MAX_JSON_BYTES = 1024 * 1024
+"""Largest JSON body of an assistant route (``serving.http_edge.BodyLimit``): room for the longest note list
+the schema allows, so a list over :data:`MAX_NOTES` gets the schema's 422 rather than a 413."""
 MAX_INPUT_BARS = 64
 """Longest melody or piece read."""
 MAX_PIECE_BARS = 64
@@ -123,6 +126,10 @@ async def read_body(request: Request, task: str) -> tuple[TaskOptions, bytes | N
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     upload = None
     if kind == "multipart/form-data":
+        size = len(await request.body())  # already read, within MAX_JSON_BYTES, by the body limit
+        if size > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"upload of {size} bytes: the limit is {MAX_UPLOAD_BYTES} bytes "
+                                     f"({MAX_UPLOAD_BYTES // 1024} KiB) a request")
         try:
             form = await request.form(max_files=1, max_fields=16, max_part_size=MAX_UPLOAD_BYTES)
         except Exception as e:  # starlette's MultiPartException and parser errors: all the caller's
