@@ -440,6 +440,44 @@ def test_a_melody_far_above_the_soprano_comes_back_in_its_own_key(served_masked,
         assert [n.pitch for n in sorted(top.notes, key=lambda n: n.start)] == high_melody
 
 
+def test_rests_in_a_melody_stay_rests_and_a_short_one_fills_its_last_bar(served_masked):
+    melody = [n for i, n in enumerate(melody_notes()) if i % 4 != 3][:-2]  # a rest each bar; ends in bar 4
+    headers, doc = answer(served_masked, harmonize_json(melody=melody, n=2))
+    assert doc["n_bars"] == 4
+    for i in range(2):
+        soprano = {k: v for k, v in cells_of_roll(doc, i).items() if k[0] == "soprano"}
+        assert soprano == cells_of_notes(melody, "soprano"), f"sample {i}: the soprano sounds in the melody's rests"
+
+
+def test_inpaint_without_voices_rewrites_every_voice_in_the_bars(served_masked):
+    call = ("json", "/v1/inpaint", {"notes": piece_notes(4), "bars": [3, 3], "seed": 6, "format": "json",
+                                    "temperature": 1.0})
+    _, doc = answer(served_masked, call)
+    outside = lambda k: not 32 <= k[1] < 48  # noqa: E731
+    assert {k: v for k, v in cells_of_roll(doc).items() if outside(k)} == \
+        {k: v for k, v in cells_of_notes(piece_notes(4)).items() if outside(k)}
+    assert not any(n["given"] for n in doc["samples"][0]["notes"] if 32 <= n["start_step"] and n["end_step"] <= 48)
+    # the same region asked for by naming all four voices is the same request
+    assert ok(served_masked, ("json", call[1], {**call[2], "voices": VOICES}))[1] == ok(served_masked, call)[1]
+
+
+def test_the_png_draws_given_notes_in_near_black_and_downloads_are_named(served_masked):
+    from PIL import Image
+
+    def near_black(png: bytes) -> int:
+        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3)
+        return int((pixels == 0x22).all(1).sum())
+
+    # a melody in #222222 covers thousands of pixels; with nothing given, none (the caption's anti-aliasing
+    # may hit the exact grey now and then)
+    assert near_black(ok(served_masked, harmonize_json("png", n=2))[1]) > 1000
+    assert near_black(ok(served_masked, generate("png", n=2, n_bars=4))[1]) < 50
+    for call, name in [(harmonize_json("midi"), "musicgan-harmonize-7.mid"), (inpaint_json("zip"), "musicgan-inpaint-7.zip"),
+                       (continue_json("wav"), "musicgan-continue-7.wav")]:
+        headers, _ = ok(served_masked, call)
+        assert headers["content-disposition"] == f'attachment; filename="{name}"', headers
+
+
 def test_an_upload_and_the_same_notes_as_json_give_the_same_answer(served_masked):
     """A form's options are strings, its lists "2,3" or "2:3"; the music read from MIDI equals the note list."""
     piece_midi = midi_file({v: [n for n in piece_notes(4) if n["track"] == v] for v in VOICES})
@@ -556,6 +594,11 @@ def test_every_bad_upload_gets_its_status_and_message(served_masked):
                             ({**form, "n_samples": "many"}, "n_samples")]:
         got, _, body = post_form(served_masked, "/v1/harmonize", fields, midi)
         assert got == 422 and message in detail(body), (fields, got, body[:300])
+    req = urllib.request.Request(served_masked.base + "/v1/harmonize", data=midi, method="POST",
+                                 headers={"Content-Type": "audio/midi"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=60)
+    assert refused.value.code == 415 and "multipart/form-data" in detail(refused.value.read())
     got, _, body = served_masked.call("POST", "/v1/harmonize", raw=midi)  # raw MIDI sent as if JSON
     assert got == 422 and "not valid JSON" in detail(body), body[:300]
 
@@ -576,6 +619,8 @@ def test_every_bad_upload_gets_its_status_and_message(served_masked):
     (("json", "/v1/continue", {"notes": [{"pitch": 72 + i % 2 * 2, "start_beat": 4.0 * i, "duration_beats": 4.0,
                                           "track": "soprano"} for i in range(34)], "n_bars": 32}),
      "the prompt (34 bars) and n_bars 32 make 66 bars; the limit is 64"),
+    (("json", "/v1/harmonize", {"melody": melody_notes([67, 69] * 128), "n_samples": 2, "format": "wav",
+                                "tempo_qpm": 30.0}), "the limit is 300 s of audio a request"),
     (("json", "/v1/harmonize", {"melody": melody_notes(), "format": "mp3"}), "format"),
     (("json", "/v1/harmonize", {"melody": melody_notes(), "seed": "7"}), "seed"),
 ])
