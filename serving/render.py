@@ -40,18 +40,24 @@ def _sequence(samples: np.ndarray, data: dict, gap_steps: int) -> np.ndarray:
 def notes_of(roll: np.ndarray, data: dict, tempo_qpm: float, given: np.ndarray | None = None) -> list[dict]:
     """The notes of one sample ``[tracks, steps, pitches]``, track by track in time order, with
     steps and seconds at ``tempo_qpm``. With ``given`` (bool ``[tracks, steps]``, the cells the user
-    gave), each note says whether it was given: every one of its steps known."""
+    gave), each note says whether it was given, and a run of one pitch is cut where given cells meet
+    generated ones."""
     from musicgan.data.pianoroll import roll_notes
 
     step_s = 60.0 / tempo_qpm / (data["steps_per_bar"] // 4)
     out = []
     for t, name in enumerate(data["track_names"]):
         for p, s, e in sorted(zip(*roll_notes(roll[t])), key=lambda n: (n[1], n[0])):
-            note = {"track": name, "pitch": int(data["pitch_low"] + p), "start_step": int(s), "end_step": int(e),
-                    "start_s": round(float(s) * step_s, 4), "end_s": round(float(e) * step_s, 4)}
-            if given is not None:
-                note["given"] = bool(given[t, s:e].all())
-            out.append(note)
+            # the roll has no onsets: a given note and a new one of the same pitch right after it are one run
+            # of cells; split it where given turns to generated, so every given note comes back as it was
+            cuts = [s, *(s + 1 + np.flatnonzero(given[t, s + 1:e] != given[t, s:e - 1])), e] \
+                if given is not None else [s, e]
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                note = {"track": name, "pitch": int(data["pitch_low"] + p), "start_step": int(a),
+                        "end_step": int(b), "start_s": round(float(a) * step_s, 4), "end_s": round(float(b) * step_s, 4)}
+                if given is not None:
+                    note["given"] = bool(given[t, a])
+                out.append(note)
     return out
 
 

@@ -164,3 +164,23 @@ def test_the_ray_free_modules_do_not_import_ray(modules):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+def test_notes_are_cut_where_given_cells_meet_generated_ones():
+    """A given note and a generated note of the same pitch right after it are one run of cells in the roll;
+    the note list keeps them apart, so the given note comes back exactly as it was given."""
+    import numpy as np
+
+    from serving.render import notes_of
+
+    data = {"steps_per_bar": 16, "pitch_low": 36, "track_names": ["soprano", "alto"]}
+    roll = np.zeros((2, 32, 48), bool)
+    roll[0, 0:20, 10] = True  # given for steps 0-15, then the model held the same pitch to step 20
+    roll[1, 4:8, 5] = True
+    given = np.zeros((2, 32), bool)
+    given[0, :16] = True
+    given[1, :] = True
+    notes = [(n["track"], n["pitch"], n["start_step"], n["end_step"], n["given"]) for n in notes_of(roll, data, 90, given)]
+    assert notes == [("soprano", 46, 0, 16, True), ("soprano", 46, 16, 20, False), ("alto", 41, 4, 8, True)]
+    # without given cells (plain /v1/generate), a run is one note
+    assert [(n["start_step"], n["end_step"]) for n in notes_of(roll, data, 90)] == [(0, 20), (4, 8)]
