@@ -352,6 +352,9 @@ def add_train_parsers(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
     s.add_argument("--temperature", type=float, default=0.0, help="0 = most likely notes; >0 samples")
     s.add_argument("--no-wav", action="store_true", help="skip audio rendering")
+    s.add_argument("--style", default=None,
+                   help="pianoroll models trained on several styles (data build --source styles): the style to "
+                        "write in, one of the model's labels (musicgan sample lists them when it is wrong)")
     s.add_argument("--bars", type=_positive, default=None,
                    help="pianoroll models: bars per piece (default: one phrase, as trained). A masked model writes "
                         "longer pieces phrase by phrase; another takes multiples of its phrase (phrases side by side)")
@@ -463,13 +466,20 @@ def sample_pianoroll(args, g, data, meta, path) -> int:
     from musicgan.gan import generate
     from musicgan.render import write_samples
 
+    import torch
+
+    from musicgan.assist.commands import style_label
+
+    label = style_label(getattr(args, "style", None), data)
     if getattr(args, "bars", None) not in (None, g.n_bars):
         from musicgan.assist.commands import sample_bars
 
-        return sample_bars(args, g, data, meta, path)
-    rolls = generate(g, args.n, seed=args.seed, temperature=args.temperature).numpy()
+        return sample_bars(args, g, data, meta, path, label=label)
+    labels = None if label is None else torch.full((args.n,), label, dtype=torch.long)
+    rolls = generate(g, args.n, seed=args.seed, labels=labels, temperature=args.temperature).numpy()
     written = write_samples(rolls, data, args.out, wav=not args.no_wav)
-    print(f"sample: {args.n} phrases from {path} (step {meta['step']}, seed {args.seed})")
+    style = "" if label is None else f", style {data['labels'][label]}"
+    print(f"sample: {args.n} phrases from {path} (step {meta['step']}, seed {args.seed}{style})")
     print(f"  MIDI  {sum(p.suffix == '.mid' for p in written)} files in {Path(args.out)}")
     if not args.no_wav:
         print(f"  WAV   {sum(p.suffix == '.wav' for p in written)} files")

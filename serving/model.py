@@ -77,7 +77,7 @@ def pianoroll_fields(model: LoadedModel) -> dict:
     from serving.assist import MAX_INPUT_BARS, MAX_UPLOAD_BYTES
 
     index = model.index
-    return dict(labels=model.labels, output=model.output, phrase_bars=model.phrase_bars, max_bars=MAX_BARS,
+    return dict(labels=model.labels, styles=model.labels if len(model.labels) > 1 else [], output=model.output, phrase_bars=model.phrase_bars, max_bars=MAX_BARS,
                 formats=list(get_family(model.family).formats), tasks=model.tasks, masked=model.masked,
                 hop_bars=model.hop_bars, voices=list(model.data["track_names"]), examples=model.examples,
                 originality=None if index is None else {"index_phrases": index.n_phrases,

@@ -229,7 +229,22 @@ def inpaint(args) -> int:
     return 0
 
 
-def sample_bars(args, g, data, meta, path) -> int:
+def style_label(style: str | None, data: dict) -> int | None:
+    """The label index of ``--style`` (any case) among the model's labels; None when not given. A model with
+    one label, or a style it does not know, is an :class:`AssistError` naming what it has."""
+    if style is None:
+        return None
+    labels = list(data["labels"])
+    if len(labels) <= 1:
+        raise AssistError(f"--style {style}: this model knows one style only ({', '.join(labels)}); train on "
+                          "musicgan data build --source styles for a model that takes --style")
+    lower = [name.lower() for name in labels]
+    if style.lower() not in lower:
+        raise AssistError(f"--style {style}: not one of this model's styles: {', '.join(labels)}")
+    return lower.index(style.lower())
+
+
+def sample_bars(args, g, data, meta, path, label: int | None = None) -> int:
     """``musicgan sample --bars N`` for N other than the model's phrase: a masked model writes phrase by
     phrase (each phrase takes its first bars from the one before); another model puts N / phrase
     phrases side by side, which share their voices (track latents) but not their seams."""
@@ -240,12 +255,13 @@ def sample_bars(args, g, data, meta, path) -> int:
     _check_length(bars, "the piece")
     if getattr(g, "masked", False):
         job = long_job(bars, g.n_tracks, g.n_pitches, g.steps_per_bar, n=args.n, seed=args.seed,
-                       temperature=args.temperature)
+                       temperature=args.temperature, label=label)
         rolls = _fill(g, job)
         how = f"phrase by phrase, {_windows(job, g)}"
     elif bars % phrase == 0:
         k = bars // phrase
-        out = generate_many(g, [Request(args.n * k, args.seed, args.temperature, phrases_per_sample=k)])[0]
+        out = generate_many(g, [Request(args.n * k, args.seed, args.temperature, label=label,
+                                        phrases_per_sample=k)])[0]
         n, t, steps, p = args.n, g.n_tracks, out.shape[2], g.n_pitches
         rolls = out.view(n, k, t, steps, p).permute(0, 2, 1, 3, 4).reshape(n, t, k * steps, p).numpy()
         how = f"{k} phrases of {phrase} bars side by side, sharing their voices"

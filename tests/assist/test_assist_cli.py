@@ -244,3 +244,34 @@ def test_voice_choices_of_the_cli_are_the_commands_voices():
     from musicgan.assist.commands import VOICE_TRACKS
 
     assert set(cli.VOICE_CHOICES) == set(VOICE_TRACKS)
+
+
+def test_sample_style_picks_the_label_and_refuses_what_the_model_does_not_know(masked, tmp_path, capsys):
+    """``sample --style`` on a model trained on several styles conditions on that style's label: its notes
+    are the generator's for that label (and differ between styles); a wrong style names the model's."""
+    import torch
+
+    from musicgan.checkpoint import load_generator
+    from musicgan.gan import generate
+    from musicgan.render import to_midi
+
+    styled = str(save_untrained(tmp_path / "styled" / "checkpoint_000006", "cpu-tiny",
+                                {**DATA, "labels": ["bach", "palestrina", "quartets"]}))
+    out = {}
+    for style in ("Palestrina", "bach"):
+        folder = tmp_path / style
+        text = run_ok(["sample", "--model", styled, "--style", style, "--n", "2", "--out", str(folder), "--no-wav",
+                       "--seed", "4"], capsys)
+        assert f"style {style.lower()}" in text
+        out[style] = (folder / "sample_001.mid").read_bytes()
+    assert out["Palestrina"] != out["bach"]
+    g, _, data, _ = load_generator(styled)
+    expected = generate(g, 2, seed=4, labels=torch.full((2,), 1, dtype=torch.long)).numpy()
+    written = tmp_path / "expected.mid"
+    to_midi(expected[1], data).write(str(written))
+    assert read_notes(written, step_s=60.0 / 90.0 / 4) == read_notes(tmp_path / "Palestrina" / "sample_001.mid",
+                                                                     step_s=60.0 / 90.0 / 4)
+    line = one_line_error(["sample", "--model", styled, "--style", "jazz", "--out", str(tmp_path / "j")], capsys)
+    assert "jazz" in line and "bach, palestrina, quartets" in line
+    line = one_line_error(["sample", "--model", masked, "--style", "bach", "--out", str(tmp_path / "m")], capsys)
+    assert "one style only" in line and "--source styles" in line
