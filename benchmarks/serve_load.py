@@ -11,15 +11,18 @@ own keep-alive connection) drives two applications behind the same Serve proxy (
   figures before issue 15 were taken), then an untrained ``--masked-preset`` model with the files
   a promoted model ships (originality index, example melodies) for the assistant routes.
 
-The floor and ours alternate for ``--rounds`` rounds (the median round is kept), so both see the
-same neighbours on a shared machine.
+The floor and ours alternate for ``--rounds`` rounds, each round with its own in-process timing, so
+all see the same neighbours on a shared machine; each figure is computed per round, and the
+median over rounds is reported (``per_round`` has them all).
 
 Figures (the last line is one JSON object; each target has its figure and ``<figure>_met``):
 
 * ``http_side_ms``: our ``POST /v1/generate`` p50 (one 4-bar phrase, MIDI, concurrency 1) minus the
   no-op's p50 minus the in-process p50 of the same request (the route's work without HTTP: cost,
   generator forward, originality check where the model has an index, render). Target <= 1 ms.
-  ``http_side_ms_vs_body_floor`` is the same against the body-reading floor.
+  ``http_side_ms_vs_body_floor`` is the same against the body-reading floor; ``access_log_off``
+  has this and the next figure for ours deployed a third time (``/quiet``) with Serve's per-request
+  access log off.
 * ``throughput_vs_floor``: our requests/s at concurrency 16 over the no-op's. Target >= 0.8.
 * ``batching_gain``: compute-bound requests (``--compute-samples`` x ``--compute-bars``, JSON, or
   the largest that the cost bounds let 16 be in flight at once) at concurrency 16,
@@ -68,6 +71,7 @@ TARGETS = {"http_side_ms": ("<=", 1.0), "throughput_vs_floor": (">=", 0.8), "bat
            "mixed_non_200": ("<=", 0), "originality_cost_ratio": ("<=", 0.25)}
 NOOP_PREFIX = "/noop"
 NOBATCH_PREFIX = "/nobatch"
+QUIET_PREFIX = "/quiet"
 
 
 # --- models ----------------------------------------------------------------------------------------
@@ -730,10 +734,8 @@ def main() -> None:
               else make_model(args.masked_preset, tmp, args.data, assets=True))
     print(f"models: {model} (generate), {masked} (masked, with index and examples)", flush=True)
 
-    inproc = in_process_ms(model, 220)[20:]
-    p50_in = statistics.median(inproc)
     orig = originality_cost(masked, args.data, 200)
-    print(f"in-process p50 {p50_in:.3f} ms; originality {orig}", flush=True)
+    print(f"originality {orig}", flush=True)
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -743,6 +745,9 @@ def main() -> None:
     start(model, port=port, user_config=batch)  # as `musicgan serve` does: Serve's proxy, http_options, the app
     # the same app with batching off (max_batch_size 1) beside it, so on and off alternate without redeploys
     serve.run(build_app(model, user_config=nobatch), name="nobatch", route_prefix=NOBATCH_PREFIX, blocking=False)
+    # and with Serve's per-request access log off: what that log costs us
+    serve.run(build_app(model, user_config=batch, logging_config={"enable_access_log": False}), name="quiet",
+              route_prefix=QUIET_PREFIX, blocking=False)
     serve.run(noop_app(), name="noop", route_prefix=NOOP_PREFIX, blocking=False)
     wait_healthy(port)
     meter = CpuMeter()
@@ -759,12 +764,16 @@ def main() -> None:
 
     paths = {"noop": NOOP_PREFIX + "/v1/generate", "noop_body": NOOP_PREFIX + "/v1/read_body", "ours": "/v1/generate"}
     loads = [(f"{name}_c{c}", c, light, path) for c in (1, 16) for name, path in paths.items()]
+    loads += [(f"ours_quiet_c{c}", c, light, QUIET_PREFIX + "/v1/generate") for c in (1, 16)]
     loads += [("ours_nobatch_c16", 16, light, NOBATCH_PREFIX + "/v1/generate"),
               ("compute_batch_c16", 16, heavy, "/v1/generate"),
               ("compute_nobatch_c16", 16, heavy, NOBATCH_PREFIX + "/v1/generate")]
     for key, c, make, path in loads:  # warm-up
         load(port, 4, make(path, 60 if make is light else 8))
+    inproc_rounds = []
     for r in range(args.rounds):  # the floor and ours alternate, so both see the same neighbours
+        inproc_rounds.append(statistics.median(in_process_ms(model, 70)[10:]))  # and the same request in-process
+        print(f"round {r} in-process p50 {inproc_rounds[-1]:.2f} ms", flush=True)
         for key, c, make, path in loads:
             n = args.requests if make is light else args.compute_requests
             result = load(port, c, make(path, n), meter if c == 16 else None)
@@ -775,6 +784,7 @@ def main() -> None:
         runs[key] = sorted(results, key=lambda x: x[by])[len(results) // 2]
         runs[key]["rounds"] = [x[by] for x in results]
     serve.delete("nobatch")
+    serve.delete("quiet")
 
     deploy(masked, port, batch)  # the masked model, with its index and examples
     info = get_json(port, "/v1/model")
@@ -797,30 +807,55 @@ def main() -> None:
         breakdown = where_it_goes(port, model, batch, light, paths, args.requests, tmp)
     background.append(meter.background_cores(3.0))
     serve.shutdown()
-    inproc += in_process_ms(model, 220)[20:]  # again, after: the machine's load may have changed
-    p50_in = statistics.median(inproc)
+    R = range(args.rounds)
 
+    def p50(key, r):
+        return rounds[key][r]["p50_ms"]
+
+    def rps(key, r):
+        return rounds[key][r]["rps"]
+
+    def median(values):  # each figure per round, from that round's loads; the median round's value
+        return round(statistics.median(values), 3)
+
+    per_round = {
+        "http_side_ms": [p50("ours_c1", r) - p50("noop_c1", r) - inproc_rounds[r] for r in R],
+        "throughput_vs_floor": [rps("ours_c16", r) / rps("noop_c16", r) for r in R],
+        "batching_gain": [rps("compute_batch_c16", r) / max(rps("compute_nobatch_c16", r), 1e-9) for r in R],
+        "http_side_ms_vs_body_floor": [p50("ours_c1", r) - p50("noop_body_c1", r) - inproc_rounds[r] for r in R],
+        "throughput_vs_body_floor": [rps("ours_c16", r) / rps("noop_body_c16", r) for r in R],
+        "overhead_ms_p50": [p50("ours_c1", r) - inproc_rounds[r] for r in R],  # before issue 15: HTTP - in-process
+        "batching_gain_small_midi": [rps("ours_c16", r) / rps("ours_nobatch_c16", r) for r in R],
+        "access_log_off_http_side_ms": [p50("ours_quiet_c1", r) - p50("noop_c1", r) - inproc_rounds[r] for r in R],
+        "access_log_off_throughput_vs_floor": [rps("ours_quiet_c16", r) / rps("noop_c16", r) for r in R],
+    }
+    fig = {k: median(v) for k, v in per_round.items()}
+    p50_in = statistics.median(inproc_rounds)
     noop1, noop16, ours1, ours16 = runs["noop_c1"], runs["noop_c16"], runs["ours_c1"], runs["ours_c16"]
     body1, body16 = runs["noop_body_c1"], runs["noop_body_c16"]
-    http_side = ours1["p50_ms"] - noop1["p50_ms"] - p50_in
     cb, cn = runs["compute_batch_c16"], runs["compute_nobatch_c16"]
     figures = {
-        "http_side_ms": round(http_side, 3),
-        "throughput_vs_floor": round(ours16["rps"] / noop16["rps"], 3),
-        "batching_gain": round(cb["rps"] / cn["rps"], 3) if cb["ok"] and cn["ok"] else None,
+        "http_side_ms": fig["http_side_ms"],
+        "throughput_vs_floor": fig["throughput_vs_floor"],
+        "batching_gain": fig["batching_gain"] if cb["ok"] and cn["ok"] else None,
         "mixed_non_200": mixed["non_200"] if mixed else None,
         "originality_cost_ratio": orig["originality_cost_ratio"],
     }
-    result = {"benchmark": "serve_load", **verdict(figures),
+    result = {"benchmark": "serve_load", **verdict(figures), "rounds": args.rounds,
+              "per_round": {k: [round(x, 3) for x in v] for k, v in per_round.items()},
               "noop_p50_ms_c1": noop1["p50_ms"], "noop_rps_c16": noop16["rps"],
               # the floor of a route that reads its body (Serve fetches it from the proxy actor)
               "noop_body_p50_ms_c1": body1["p50_ms"], "noop_body_rps_c16": body16["rps"],
-              "http_side_ms_vs_body_floor": round(ours1["p50_ms"] - body1["p50_ms"] - p50_in, 3),
-              "throughput_vs_body_floor": round(ours16["rps"] / body16["rps"], 3),
+              "http_side_ms_vs_body_floor": fig["http_side_ms_vs_body_floor"],
+              "throughput_vs_body_floor": fig["throughput_vs_body_floor"],
               "generate_p50_ms_c1": ours1["p50_ms"], "generate_rps_c16": ours16["rps"],
-              "in_process_ms_p50": round(p50_in, 3),
-              "overhead_ms_p50": round(ours1["p50_ms"] - p50_in, 3),  # before issue 15: HTTP p50 - in-process
-              "batching_gain_small_midi": round(ours16["rps"] / runs["ours_nobatch_c16"]["rps"], 3),
+              "in_process_ms_p50": round(p50_in, 3), "in_process_ms_p50_rounds": [round(x, 3) for x in inproc_rounds],
+              "overhead_ms_p50": fig["overhead_ms_p50"],
+              "batching_gain_small_midi": fig["batching_gain_small_midi"],
+              "access_log_off": {"generate_p50_ms_c1": runs["ours_quiet_c1"]["p50_ms"],
+                                 "generate_rps_c16": runs["ours_quiet_c16"]["rps"],
+                                 "http_side_ms": fig["access_log_off_http_side_ms"],
+                                 "throughput_vs_floor": fig["access_log_off_throughput_vs_floor"]},
               "compute_body": compute, "compute_body_refused": refused,
               "background_cpu_cores": background, "compute_rps": {"batching_on": cb["rps"], "batching_off": cn["rps"]},
               "compute_non_200": {"batching_on": cb["non_200"], "batching_off": cn["non_200"]},
@@ -833,8 +868,8 @@ def main() -> None:
               "breakdown": breakdown, "models": {"generate": args.model or f"untrained {args.preset}",
                                                      "masked": args.masked_model or f"untrained {args.masked_preset}"},
               "runs": runs}
-    print(f"http side {http_side:.2f} ms (ours {ours1['p50_ms']} - no-op {noop1['p50_ms']} - in-process "
-          f"{p50_in:.2f}); throughput {figures['throughput_vs_floor']} of the floor; batching gain "
+    print(f"http side {figures['http_side_ms']:.2f} ms (median round; ours {ours1['p50_ms']} - no-op "
+          f"{noop1['p50_ms']} - in-process {p50_in:.2f}); throughput {figures['throughput_vs_floor']} of the floor; batching gain "
           f"{figures['batching_gain']}; originality check {orig['originality_cost_ratio']} of the forward", flush=True)
     print(json.dumps(result))
     shutil.rmtree(tmp, ignore_errors=True)
