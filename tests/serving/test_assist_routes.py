@@ -56,7 +56,8 @@ def piece_notes(bars: int = 4) -> list[dict]:
             for voice, line in PIECE.items() for i, p in enumerate(line[: 2 * bars])]
 
 
-def midi_file(tracks: dict[str, list[dict]], qpm: float = 100.0, time_signature: tuple[int, int] | None = None) -> bytes:
+def midi_file(tracks: dict[str, list[dict]], qpm: float = 100.0,
+              time_signature: tuple[int, int] | None = None) -> bytes:
     """A MIDI file with one instrument per entry (JSON-style notes in beats)."""
     import pretty_midi
 
@@ -273,7 +274,8 @@ def test_every_route_in_every_format_same_seed_same_bytes(served_masked, example
                 n_bars = bars.get(case, 4)
                 assert doc["task"] == task and doc["n_bars"] == n_bars and len(doc["samples"]) == 2, what
                 assert doc["steps_per_bar"] == STEPS_PER_BAR and doc["tracks"] == VOICES, what
-                assert all(len(track) == n_bars * STEPS_PER_BAR for s in doc["samples"] for track in s["pianoroll"]), what
+                lengths = {len(track) for s in doc["samples"] for track in s["pianoroll"]}
+                assert lengths == {n_bars * STEPS_PER_BAR}, (what, lengths)
                 for s in doc["samples"]:
                     assert s["originality"]["copy_threshold"] == 0.9 and s["originality"]["redraws"] == 0, what
             if fmt == "zip":
@@ -327,9 +329,8 @@ def test_routes_mixed_in_one_burst_answer_as_alone_and_share_forwards(served_mas
     def melody(k):
         k[0] = True
 
-    windows_each = [count_windows(known(128, melody), STEPS_PER_BAR, 4), count_windows(known(64, region), STEPS_PER_BAR, 4),
-                    count_windows(known(128, prompt), STEPS_PER_BAR, 4),
-                    count_windows(known(160, lambda k: None), STEPS_PER_BAR, 4), 1]
+    jobs = (known(128, melody), known(64, region), known(128, prompt), known(160, lambda k: None))
+    windows_each = [count_windows(k, STEPS_PER_BAR, 4) for k in jobs] + [1]  # + one plain phrase
     assert windows_each == [3, 1, 3, 4, 1]
     windows = 2 * sum(windows_each)
     alone = [ok(served_masked, c)[1] for c in calls]
@@ -472,7 +473,8 @@ def test_the_png_draws_given_notes_in_near_black_and_downloads_are_named(served_
     # may hit the exact grey now and then)
     assert near_black(ok(served_masked, harmonize_json("png", n=2))[1]) > 1000
     assert near_black(ok(served_masked, generate("png", n=2, n_bars=4))[1]) < 50
-    for call, name in [(harmonize_json("midi"), "musicgan-harmonize-7.mid"), (inpaint_json("zip"), "musicgan-inpaint-7.zip"),
+    for call, name in [(harmonize_json("midi"), "musicgan-harmonize-7.mid"),
+                       (inpaint_json("zip"), "musicgan-inpaint-7.zip"),
                        (continue_json("wav"), "musicgan-continue-7.wav")]:
         headers, _ = ok(served_masked, call)
         assert headers["content-disposition"] == f'attachment; filename="{name}"', headers
@@ -516,12 +518,18 @@ def test_an_upload_chooses_its_melody_track_and_chords_keep_their_top_note(serve
     assert sorted(soprano) == input_note_keys(melody_notes(), "soprano")
 
 
-def test_a_bass_line_is_harmonized_above_it(served_masked):
+def test_a_bass_line_is_harmonized_above_it(served_masked, info):
     line = melody_notes(PIECE["bass"], 2.0)
     _, doc = answer(served_masked, harmonize_json(melody=line, voice="bass", n=2))
     for sample in doc["samples"]:
         assert sorted(note_key(n) for n in sample["notes"] if n["track"] == "bass") == input_note_keys(line, "bass")
         assert all(n["given"] is (n["track"] == "bass") for n in sample["notes"])
+    # an example melody (a soprano line) as the bass: moved down into the bass's range, answered in its own key
+    example = info["examples"][0]
+    headers, doc = answer(served_masked, harmonize_example(example["id"], voice="bass"))
+    assert int(headers["x-musicgan-transpose"]) == doc["transpose_semitones"] < 0
+    assert sorted(note_key(n) for n in doc["samples"][0]["notes"] if n["track"] == "bass") == \
+        input_note_keys(example["notes"], "bass")
 
 
 def test_a_prompt_without_some_voices_gets_them_written_from_the_start(served_masked):
