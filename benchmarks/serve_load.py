@@ -595,6 +595,20 @@ def where_it_goes(port: int, model: str, user_config: dict, light, paths: dict, 
         result = load(port, 1, light(path, requests))
         out[f"{name}_c1"] = {"client_p50_ms": result["p50_ms"], **sections_and_threads(name, before, requests)}
         print(f"{name} c1 sections: {out[f'{name}_c1']}", flush=True)
+    o = out["ours_c1"]
+    if all(f"{k}_ms_p50" in o for k in ("asgi", "body", "produce", "forward", "compute")):
+        # one request at concurrency 1, ms at p50 (medians of sections, so the parts add up only roughly)
+        out["ours_c1_decomposition_ms"] = {
+            "outside_replica_app (proxy, Ray transport, client)": round(o["client_p50_ms"] - o["asgi_ms_p50"], 3),
+            "body_from_proxy_actor": o["body_ms_p50"],
+            "fastapi_validation_handler_response": round(o["asgi_ms_p50"] - o["produce_ms_p50"] - o["body_ms_p50"], 3),
+            "batch_queue_and_thread_hop": round(o["forward_ms_p50"] - o["compute_ms_p50"], 3),
+            "compute (generate_many)": o["compute_ms_p50"],
+            "originality_and_render": round(o["produce_ms_p50"] - o["forward_ms_p50"], 3),
+            "noop_outside_replica_app": round(out["noop_c1"]["client_p50_ms"] - out["noop_c1"]["asgi_ms_p50"], 3),
+            "noop_body_outside_replica_app": round(out["noop_body_c1"]["client_p50_ms"]
+                                                   - out["noop_body_c1"]["asgi_ms_p50"], 3)}
+        print(f"ours c1, ms: {out['ours_c1_decomposition_ms']}", flush=True)
     before = bench("musicgan", "reset")
     result = load(port, 16, light(paths["ours"], requests))
     out["ours_c16"] = {"client_p50_ms": result["p50_ms"], "rps": result["rps"],
