@@ -594,6 +594,14 @@ def test_every_bad_upload_gets_its_status_and_message(served_masked):
         {v: [n for n in piece_notes(4) if n["track"] == v] for v in VOICES}))
     assert got == 422 and "this piece has 4 bars" in detail(body), body[:300]
     assert "supported: 4/4 and 2/2" in post_form(served_masked, "/v1/harmonize", form, cases[4][2])[2].decode()
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(midi_file({"m": melody_notes()})))
+    pm.time_signature_changes = [pretty_midi.TimeSignature(4, 4, 0.0), pretty_midi.TimeSignature(3, 4, 4.8)]
+    changed = io.BytesIO()
+    pm.write(changed)  # 4/4, then 3/4 from bar 3 (two bars of 4 beats at 100 qpm: 4.8 s)
+    got, _, body = post_form(served_masked, "/v1/harmonize", form, changed.getvalue())
+    assert got == 422 and "time signature 3/4 at bar 3 (quarter note 8 from the start)" in detail(body), body[:300]
+    alla_breve = midi_file({"m": melody_notes()}, time_signature=(2, 2))  # two half-note beats: a 4/4 bar
+    assert post_form(served_masked, "/v1/harmonize", form, alla_breve)[0] == 200
     midi = midi_file({"m": melody_notes()})
     for fields, message in [({**form, "colour": "red"}, "colour"),
                             ({**form, "melody": "67,69"}, "send note lists as JSON"),
