@@ -89,12 +89,14 @@ def render(samples: np.ndarray, body, model, seed: int, given: np.ndarray | None
         return pianoroll_png(samples, data, title=title, given=given_png)
     if fmt == "json":
         low = data["pitch_low"]
+        nothing_given = np.zeros(samples.shape[1:3], bool)  # every note says whether it was given: here none
         out = {"model": {"name": model.name, "version": model.version}, "seed": seed, "tempo_qpm": body.tempo_qpm,
                "steps_per_bar": data["steps_per_bar"], "pitch_low": low, "tracks": data["track_names"]}
         out.update(extra or {})
         out["samples"] = [{"pianoroll": [[[int(low + p) for p in np.flatnonzero(step)] for step in track]
                                          for track in roll],
-                           "notes": notes_of(roll, data, body.tempo_qpm, given)} for roll in samples]
+                           "notes": notes_of(roll, data, body.tempo_qpm, nothing_given if given is None else given)}
+                          for roll in samples]
         if originality is not None:
             for sample, orig in zip(out["samples"], originality):
                 sample["originality"] = orig

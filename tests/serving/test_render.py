@@ -106,7 +106,7 @@ def test_json_lists_the_notes_and_the_sounding_pitches_of_each_step():
     assert doc["tracks"] == FC.track_names and doc["steps_per_bar"] == 16 and doc["pitch_low"] == 36
     assert len(doc["samples"]) == N_SAMPLES
     notes = doc["samples"][0]["notes"]
-    assert notes == notes_of(SAMPLES[0], DATA, TEMPO_QPM)
+    assert notes == [{**n, "given": False} for n in notes_of(SAMPLES[0], DATA, TEMPO_QPM)]  # nothing was given
     assert sorted((n["track"], n["pitch"], n["start_step"], n["end_step"]) for n in notes) == sorted(
         (FC.track_names[t], p, s, e) for t, p, s, e in NOTES)
     crossing = next(n for n in notes if n["pitch"] == 74)
