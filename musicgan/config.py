@@ -21,6 +21,10 @@ class ConfigError(UserError, ValueError):
 
 
 FEATURE_KINDS = ("pianoroll", "mel")  # what musicgan.data.build makes: from MIDI, from audio
+TRACK_MODES = ("index", "merge", "program")
+BAND_TRACKS = ("drums", "piano", "guitar", "bass", "strings")
+"""The tracks of ``track_mode="program"``, in MuseGAN's LPD-5 order; the General MIDI program families
+behind each are in :mod:`musicgan.data.pianoroll`."""
 
 
 @dataclass
@@ -44,7 +48,10 @@ class FeatureConfig:
     track_names: list[str] = field(default_factory=lambda: ["soprano", "alto", "tenor", "bass"])
     """Output tracks (the channels of the pianoroll)."""
     track_mode: str = "index"
-    """``index``: the i-th non-drum track with notes -> track i. ``merge``: every non-drum note -> one track."""
+    """``index``: the i-th non-drum track with notes -> track i. ``merge``: every non-drum note -> one track.
+    ``program``: every instrument by its General MIDI program family, drums included, into the band
+    tracks named (a subset of :data:`BAND_TRACKS`, any order; see :mod:`musicgan.data.pianoroll`).
+    Piano and guitar keep chords there: train such data with ``model.output=binary``."""
     min_active_fraction: float = 0.5
     """A phrase is kept only if at least this fraction of its steps sound."""
     val_fraction: float = 0.1
@@ -97,10 +104,15 @@ class FeatureConfig:
             raise ConfigError(f"pitch range {self.pitch_low}:{self.pitch_high} must satisfy 0 <= low < high <= 128")
         if not self.track_names:
             raise ConfigError("track_names must name at least one track")
-        if self.track_mode not in ("index", "merge"):
-            raise ConfigError(f"track_mode must be 'index' or 'merge', not {self.track_mode!r}")
+        if self.track_mode not in TRACK_MODES:
+            raise ConfigError(f"track_mode must be 'index', 'merge' or 'program', not {self.track_mode!r}")
         if self.track_mode == "merge" and self.n_tracks != 1:
             raise ConfigError("track_mode 'merge' makes exactly one track; give one track name")
+        if self.track_mode == "program":
+            unknown = [t for t in self.track_names if t not in BAND_TRACKS]
+            if unknown or len(set(self.track_names)) != self.n_tracks:
+                raise ConfigError(f"track_mode 'program' makes band tracks: name each at most once, from "
+                                  f"{','.join(BAND_TRACKS)} (got {','.join(self.track_names)})")
         if any(abs(t) > 24 for t in self.transpose):
             raise ConfigError("transpositions beyond two octaves are not supported")
         return self

@@ -8,6 +8,35 @@ Grid: ``steps_per_bar`` steps per 4/4 bar, i.e. ``steps_per_bar / 4`` steps per 
 whatever the tempo. A note covers steps ``floor(start)`` up to, not including, ``floor(end)``,
 the same rule as ``pretty_midi.PrettyMIDI.get_piano_roll``. Phrases start on downbeats of the
 first time signature (time 0 is taken as a downbeat) and are ``bars * steps_per_bar`` long.
+
+Tracks (``FeatureConfig.track_mode``): ``index`` sends the i-th non-drum MIDI track with notes to
+output track i; ``merge`` sends every non-drum note to one track; ``program`` makes a band.
+
+Band tracks (``program``) follow MuseGAN's LPD-5 merge (Dong et al., AAAI 2018; the Lakh Pianoroll
+Dataset's ``lpd_5``), so a band build matches the data MuseGAN was trained on. Every instrument
+goes by its General MIDI program (0-based) to one family track; several instruments of a family
+merge (their cells are OR-ed):
+
+- ``drums``: every drum track (``is_drum``, i.e. MIDI channel 10), whatever its program. The pitch
+  of a drum note names the drum (GM percussion key map: 35 kick ... 81 open triangle), so drum
+  notes keep their pitch and are never transposed by ``transpose``. A hit fills exactly its onset
+  step: drums are one-shots and files give them arbitrary lengths, often shorter than a step, which
+  the floor rule above would drop (``pypianoroll`` too keeps drum onsets only). A hit outside the
+  pitch range is left out with a warning instead of dropping the phrase (``--pitch-range 24:108``,
+  MuseGAN's 84 pitches, keeps the whole key map).
+- ``piano``: programs 0-7 (acoustic and electric pianos, harpsichord, clavinet).
+- ``guitar``: 24-31.
+- ``bass``: 32-39.
+- ``strings``: LPD-5's catch-all for the other pitched instruments: 8-23 (chromatic percussion,
+  organ), 40-95 (strings, ensemble, brass, reed, pipe, synth lead, synth pad) and 104-111 (ethnic).
+- dropped: 96-103 (synth effects) and 112-127 (percussive: agogo, woodblock, taiko, synth drum...;
+  sound effects), as in LPD-5: they are neither a band part nor pitched lines.
+
+An instrument whose family has no track in ``track_names`` (e.g. ``--tracks piano,bass``) is
+dropped. Every track keeps chords (the roll is binary), so piano and guitar chords survive; a model
+for them needs ``model.output=binary``. Out of range pitched notes drop a phrase as in the other
+modes. :func:`roll_to_pretty_midi` and :func:`roll_to_midi_bytes` give each band track its
+:data:`BAND_PROGRAMS` instrument and put drums on channel 10.
 """
 
 from __future__ import annotations
@@ -20,7 +49,17 @@ import numba
 import numpy as np
 import symusic
 
-from musicgan.config import FeatureConfig
+from musicgan.config import BAND_TRACKS, FeatureConfig
+
+# General MIDI program (0-based) -> band track (None: dropped); see the module docstring.
+GM_PROGRAM_TRACK: tuple[str | None, ...] = tuple(
+    "piano" if p < 8 else "guitar" if 24 <= p < 32 else "bass" if 32 <= p < 40
+    else "strings" if p < 96 or 104 <= p < 112 else None
+    for p in range(128))
+BAND_PROGRAMS = {"drums": 0, "piano": 0, "guitar": 25, "bass": 33, "strings": 48}
+"""The instrument each band track is rendered with: Acoustic Grand Piano, Acoustic Guitar (steel),
+Electric Bass (finger), String Ensemble 1; drums play on channel 10 (program 0: the standard kit)."""
+SATB_PROGRAM = 52  # "Choir Aahs", for every track of the other layouts
 
 
 class BadInput(Exception):
@@ -41,6 +80,7 @@ class FileResult:
     n_steps: int
     phrases_out_of_range: int = 0
     phrases_too_sparse: int = 0
+    drum_hits_out_of_range: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
@@ -74,11 +114,18 @@ def bar_steps_of(score, fc: FeatureConfig) -> int:
     return int(steps)
 
 
+def band_track(program: int, is_drum: bool) -> str | None:
+    """The band track (``track_mode="program"``) an instrument goes to; None: dropped."""
+    return "drums" if is_drum else GM_PROGRAM_TRACK[program]
+
+
 def note_steps(score, fc: FeatureConfig):
     """Every note as grid steps: ``(track, start_step, end_step, pitch)`` arrays, plus the length in steps."""
     tpq = int(score.ticks_per_quarter)
     if tpq <= 0:
         raise BadInput(f"invalid ticks per quarter note ({tpq})")
+    if fc.track_mode == "program":
+        return _band_note_steps(score, fc, tpq)
     # One pass over the tracks: the i-th non-drum track with notes feeds output track i (or all
     # feed track 0 when merging); extra tracks are ignored.
     times, durations, pitches, counts = [], [], [], []
@@ -111,6 +158,52 @@ def note_steps(score, fc: FeatureConfig):
     return track, start, end, pitch, n_steps
 
 
+def _band_note_steps(score, fc: FeatureConfig, tpq: int):
+    """:func:`note_steps` for ``track_mode="program"``: instruments by program family, drum hits one step long."""
+    out_of = {name: i for i, name in enumerate(fc.track_names)}
+    steps_per_quarter = fc.steps_per_bar // 4
+    times, durations, pitches, counts, out_ids = [], [], [], [], []
+    drum_time, drum_pitch = [], []
+    for track in score.tracks:
+        out = out_of.get(band_track(track.program, track.is_drum))
+        if out is None:
+            continue
+        notes = track.notes.numpy()
+        if len(notes["time"]) == 0:
+            continue
+        if track.is_drum:
+            drum_time.append(notes["time"])
+            drum_pitch.append(notes["pitch"])
+            continue
+        times.append(notes["time"])
+        durations.append(notes["duration"])
+        pitches.append(notes["pitch"])
+        counts.append(len(notes["time"]))
+        out_ids.append(out)
+    if not counts and not drum_time:
+        raise BadInput("no notes in the band's instrument families (" + ", ".join(fc.track_names) + ")")
+    parts, n_steps = [], 0
+    if counts:
+        track, start, end, pitch, n_steps = _to_steps(
+            np.concatenate(times), np.concatenate(durations), np.concatenate(pitches),
+            np.asarray(counts, np.int64), steps_per_quarter, tpq)
+        if n_steps < 0:
+            raise BadInput("negative note time")
+        parts.append((np.asarray(out_ids, np.int64)[track], start, end, pitch))
+    if drum_time:
+        time = np.concatenate(drum_time).astype(np.int64)
+        if (time < 0).any():
+            raise BadInput("negative note time")
+        start = time * steps_per_quarter // tpq
+        n_steps = max(n_steps, int(start.max()) + 1)
+        parts.append((np.full(len(start), out_of["drums"], np.int64), start, start + 1,
+                      np.concatenate(drum_pitch).astype(np.int64)))
+    if n_steps > fc.max_steps_per_file:
+        raise BadInput(f"too long ({n_steps} steps > max_steps_per_file {fc.max_steps_per_file})")
+    track, start, end, pitch = (np.concatenate(column) for column in zip(*parts))
+    return track, start, end, pitch, n_steps
+
+
 @numba.njit(cache=True, nogil=True)
 def _to_steps(time, duration, pitch, counts, steps_per_quarter, tpq):  # pragma: no cover (jitted)
     """Ticks -> grid steps, ``floor(tick * steps_per_quarter / tpq)`` in integers so no float can
@@ -138,15 +231,30 @@ def _to_steps(time, duration, pitch, counts, steps_per_quarter, tpq):  # pragma:
 
 
 @numba.njit(cache=True, nogil=True)
-def _fill_band(track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi):  # pragma: no cover (jitted)
-    """Roll ``[steps, tracks, band]`` plus per-step summaries, in one pass over the notes' cells."""
+def _fill_band(track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi,
+               fixed_track=-1, fixed_lo=0, fixed_hi=0):  # pragma: no cover (jitted)
+    """Roll ``[steps, tracks, band]`` plus per-step summaries, in one pass over the notes' cells.
+
+    Notes of ``fixed_track`` (the drums of a band; -1: none) go to their own roll
+    ``[steps, fixed_hi - fixed_lo]`` instead, never transposed: they count as sounding but not
+    towards the pitch range, and the number of them outside ``fixed_lo..fixed_hi`` is returned."""
     roll = np.zeros((n_steps, n_tracks, band_hi - band_lo), np.bool_)
+    fixed_roll = np.zeros((n_steps if fixed_track >= 0 else 0, fixed_hi - fixed_lo), np.bool_)
+    fixed_outside = 0
     active = np.zeros(n_steps, np.bool_)
     outside = np.zeros(n_steps, np.bool_)
     low = np.full(n_steps, 1 << 20, np.int64)
     high = np.full(n_steps, -1, np.int64)
     for i in range(start.shape[0]):
         p = pitch[i]
+        if track[i] == fixed_track:
+            if p < fixed_lo or p >= fixed_hi:
+                fixed_outside += 1
+                continue
+            for k in range(start[i], end[i]):
+                fixed_roll[k, p - fixed_lo] = True
+                active[k] = True
+            continue
         if p < band_lo or p >= band_hi:
             for k in range(start[i], end[i]):
                 outside[k] = True
@@ -160,7 +268,7 @@ def _fill_band(track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi):  
                 low[k] = q
             if q > high[k]:
                 high[k] = q
-    return roll, active, outside, low, high
+    return roll, active, outside, low, high, fixed_roll, fixed_outside
 
 
 @numba.njit(cache=True, nogil=True)
@@ -182,13 +290,15 @@ def _window_stats(starts, length, active, outside, low, high):  # pragma: no cov
 
 @numba.njit(cache=True, nogil=True)
 def _roll_and_windows(track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi, starts, length,
-                      min_active, shift_lo, n_pitches):  # pragma: no cover (jitted)
+                      min_active, shift_lo, n_pitches, fixed_track, fixed_lo):  # pragma: no cover (jitted)
     """The band roll, and for every (transposition, window) whether the phrase is kept.
 
-    Returns ``(roll, fits [shifts, windows], too_sparse, out_of_range)``; ``shift_lo[k]`` is the band
-    index of the lowest source pitch that transposition k maps into range (-1: none fits).
+    Returns ``(roll, fits [shifts, windows], too_sparse, out_of_range, fixed_roll, fixed_outside)``;
+    ``shift_lo[k]`` is the band index of the lowest source pitch that transposition k maps into
+    range (-1: none fits). ``fixed_track`` as in :func:`_fill_band`, over ``fixed_lo + n_pitches``.
     """
-    roll, active, outside, low, high = _fill_band(track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi)
+    roll, active, outside, low, high, fixed_roll, fixed_outside = _fill_band(
+        track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi, fixed_track, fixed_lo, fixed_lo + n_pitches)
     n_active, any_outside, win_low, win_high = _window_stats(starts, length, active, outside, low, high)
     fits = np.zeros((shift_lo.shape[0], starts.shape[0]), np.bool_)
     too_sparse, out_of_range = 0, 0
@@ -202,7 +312,7 @@ def _roll_and_windows(track, start, end, pitch, n_steps, n_tracks, band_lo, band
             ok = lo >= 0 and not any_outside[w] and win_low[w] >= lo and win_high[w] < lo + n_pitches
             fits[k, w] = ok
             out_of_range += not ok
-    return roll, fits, too_sparse, out_of_range
+    return roll, fits, too_sparse, out_of_range, fixed_roll, fixed_outside
 
 
 def fill_roll(n_tracks: int, n_steps: int, track, start, end, pitch, pitch_low: int, pitch_high: int) -> np.ndarray:
@@ -225,6 +335,7 @@ def cut_phrases(n_steps: int, bar_steps: int, notes, fc: FeatureConfig) -> FileR
     """
     track, start, end, pitch = notes
     length, n_tracks, n_pitches = fc.steps_per_phrase, fc.n_tracks, fc.n_pitches
+    drums = fc.track_names.index("drums") if fc.track_mode == "program" and "drums" in fc.track_names else -1
     result = FileResult(None, None, None, n_steps)
     out, bars, shifts = [], [], []
     if n_steps >= length:
@@ -234,20 +345,30 @@ def cut_phrases(n_steps: int, bar_steps: int, notes, fc: FeatureConfig) -> FileR
         starts = np.arange(0, n_steps - length + 1, fc.hop_bars * bar_steps)
         shift_lo = np.array([lo if 0 <= lo and lo + n_pitches <= band else -1
                              for lo in (fc.pitch_low - t - band_lo for t in fc.transpose)], np.int64)
-        roll, fits, result.phrases_too_sparse, result.phrases_out_of_range = _roll_and_windows(
+        (roll, fits, result.phrases_too_sparse, result.phrases_out_of_range, drum_roll,
+         result.drum_hits_out_of_range) = _roll_and_windows(
             track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi, starts, length,
-            math.ceil(fc.min_active_fraction * length), shift_lo, n_pitches)
+            math.ceil(fc.min_active_fraction * length), shift_lo, n_pitches, drums, fc.pitch_low)
         # Windows are equally spaced rows of the time-major roll: a strided view holds them all
         # without copying (as numpy's sliding_window_view does); a copy happens only to drop some.
         hop_stride = (starts[1] - starts[0]) * roll.strides[0] if len(starts) > 1 else roll.strides[0]
         windows = np.ndarray((len(starts), length) + roll.shape[1:], bool, roll, 0, (hop_stride,) + roll.strides)
+        if drums >= 0:
+            drum_stride = (starts[1] - starts[0]) * drum_roll.strides[0] if len(starts) > 1 else drum_roll.strides[0]
+            drum_windows = np.ndarray((len(starts), length, n_pitches), bool, drum_roll, 0,
+                                      (drum_stride,) + drum_roll.strides)
         for k, shift in enumerate(fc.transpose):
             keep = fits[k]
             n_keep = int(keep.sum())
             if n_keep:
                 lo = shift_lo[k]
                 taken = windows[..., lo : lo + n_pitches]
-                out.append(taken if n_keep == len(keep) else taken[keep])  # [n, length, tracks, pitches]
+                if drums >= 0:  # a copy (every shift shares the roll), then the untransposed drums
+                    taken = taken[keep]
+                    taken[:, :, drums] = drum_windows[keep]
+                    out.append(taken)
+                else:
+                    out.append(taken if n_keep == len(keep) else taken[keep])  # [n, length, tracks, pitches]
                 bars.append(starts[keep] // bar_steps)
                 shifts.append(np.full(n_keep, shift, np.int8))
     if out:
@@ -272,6 +393,9 @@ def midi_to_phrases(data: bytes, fc: FeatureConfig) -> FileResult:
             break
     track, start, end, pitch, n_steps = note_steps(score, fc)
     result = cut_phrases(n_steps, bar_steps, (track, start, end, pitch), fc)
+    if result.drum_hits_out_of_range:
+        warnings.append(f"{result.drum_hits_out_of_range} drum hits outside the pitch range "
+                        f"{fc.pitch_low}:{fc.pitch_high} left out (General MIDI drums lie in 35..81)")
     result.warnings = warnings
     return result
 
@@ -298,18 +422,46 @@ def roll_notes(track_roll: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return on_p, on_s, off_s
 
 
+def drum_hits(track_roll: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A drum track's ``[steps, pitches]`` roll -> (pitch index, start step, end step), one step per
+    sounding cell: a band build keeps drum onsets only (see the module docstring), so each cell is a
+    hit, and a run of cells is repeated hits (a hi-hat on every sixteenth), not one long note."""
+    s, p = np.nonzero(np.asarray(track_roll))
+    order = np.lexsort((s, p))  # by pitch, then start, as roll_notes
+    return p[order], s[order], s[order] + 1
+
+
+def track_instruments(fc: FeatureConfig, n_tracks: int, programs: list[int] | None = None):
+    """Per track: (name, General MIDI program, is_drum). A band (``track_mode="program"``) gets
+    :data:`BAND_PROGRAMS` and drums on channel 10; other layouts get ``programs`` (cycled), by
+    default Choir Aahs for every voice."""
+    out = []
+    for t in range(n_tracks):
+        name = fc.track_names[t] if t < len(fc.track_names) else f"track{t}"
+        if programs:
+            out.append((name, programs[t % len(programs)], False))
+        elif fc.track_mode == "program" and name in BAND_PROGRAMS:
+            out.append((name, BAND_PROGRAMS[name], name == "drums"))
+        else:
+            out.append((name, SATB_PROGRAM, False))
+    return out
+
+
+def _track_notes(track_roll: np.ndarray, is_drum: bool):
+    return drum_hits(track_roll) if is_drum else roll_notes(track_roll)
+
+
 def roll_to_pretty_midi(roll: np.ndarray, fc: FeatureConfig, tempo_qpm: float = 100.0,
                         programs: list[int] | None = None, velocity: int = 90):
-    """``[tracks, steps, pitches]`` binary roll -> ``pretty_midi.PrettyMIDI`` (one instrument a track)."""
+    """``[tracks, steps, pitches]`` binary roll -> ``pretty_midi.PrettyMIDI`` (one instrument a track,
+    as :func:`track_instruments` says)."""
     import pretty_midi
 
     step_s = 60.0 / tempo_qpm / (fc.steps_per_bar // 4)
     pm = pretty_midi.PrettyMIDI(initial_tempo=tempo_qpm)
-    programs = programs or [52, 52, 52, 52]  # "Choir Aahs" for SATB
-    for t in range(roll.shape[0]):
-        name = fc.track_names[t] if t < len(fc.track_names) else f"track{t}"
-        inst = pretty_midi.Instrument(program=programs[t % len(programs)], name=name)
-        for p, s, e in zip(*roll_notes(roll[t])):
+    for t, (name, program, is_drum) in enumerate(track_instruments(fc, roll.shape[0], programs)):
+        inst = pretty_midi.Instrument(program=program, is_drum=is_drum, name=name)
+        for p, s, e in zip(*_track_notes(roll[t], is_drum)):
             inst.notes.append(pretty_midi.Note(velocity, fc.pitch_low + int(p), s * step_s, e * step_s))
         pm.instruments.append(inst)
     return pm
@@ -325,11 +477,9 @@ def roll_to_midi_bytes(roll: np.ndarray, fc: FeatureConfig, tempo_qpm: float = 1
     ticks_per_step = tpq * 4 // fc.steps_per_bar
     score = Score(tpq)
     score.tempos.append(Tempo(0, qpm=float(tempo_qpm)))
-    programs = programs or [52, 52, 52, 52]
-    for t in range(roll.shape[0]):
-        name = fc.track_names[t] if t < len(fc.track_names) else f"track{t}"
-        track = Track(name=name, program=programs[t % len(programs)], is_drum=False)
-        p, s, e = roll_notes(roll[t])
+    for t, (name, program, is_drum) in enumerate(track_instruments(fc, roll.shape[0], programs)):
+        track = Track(name=name, program=program, is_drum=is_drum)
+        p, s, e = _track_notes(roll[t], is_drum)
         order = np.lexsort((p, s))  # by start, then pitch: the order a MIDI file plays them
         track.notes.extend(Note.from_numpy((s[order] * ticks_per_step).astype(np.int32),
                                            ((e - s)[order] * ticks_per_step).astype(np.int32),
