@@ -24,6 +24,21 @@ sounding) plus the grid, and returns plain floats or per-track lists. Definition
 - **originality / copies**: fraction of generated phrases whose nearest training phrase shares more
   than 90% of its sounding cells (``|g & t| / max(|g|, |t|) > 0.9``).
 
+Drums. When the data has a track named ``drums`` (a band build, ``track_mode="program"``), its
+pitches name drums, not notes, so the tonal measures skip it, as MuseGAN's tables do: UPC, QN,
+pitch range, polyphony, in-scale, TD, the voice measures, and the pitch-class and interval parts of
+the FMD vector. EB still counts it, and it gets its own measure:
+
+- **DP** drum-pattern rate (Dong et al., "MuseGAN", AAAI 2018, Table 1: "ratio of notes in 8- or
+  16-beat patterns, common ones for Rock songs in 4/4 time"), as MuseGAN's code computes it
+  (``musegan/metrics``: ``drum_in_pattern_rate``, tolerance 0.1): every sounding drum cell weighs 1
+  on the pattern grid, ``tolerance`` one step off it and 0 elsewhere; DP is the weighted count over
+  all drum cells. The grid is sixteenth notes when a sixteenth spans two or more steps (32, 48, 64,
+  96 steps per bar), else eighth notes (16 and 24 steps per bar: on the default 16-step grid the
+  eighths weigh 1 and the off-beat sixteenths 0.1), else quarter notes (an extension for grids
+  MuseGAN did not use, such as 12 steps per bar). Positions count from each phrase's first step,
+  a downbeat. 0.0 when no drum sounds.
+
 Voice measures (tracks are voices ordered high to low, soprano alto tenor bass in the Bach build).
 A voice's pitch at a step is the highest pitch it sounds there (a Bach voice sounds one at a time;
 a generated one may sound several). Voice leading is read at quarter-note beats, every
@@ -59,6 +74,8 @@ from __future__ import annotations
 import numpy as np
 
 DIATONIC = np.array([0, 2, 4, 5, 7, 9, 11])
+DRUM_TRACK = "drums"
+DP_TOLERANCE = 0.1
 MIN_NOTE_STEPS = 2
 CHORD_PITCHES = 3
 COPY_OVERLAP = 0.9
@@ -160,6 +177,50 @@ def in_scale_rate(rolls, pitch_low: int) -> float:
     return float(best[keep].sum() / total[keep].sum()) if keep.any() else 0.0
 
 
+def drum_pattern_mask(steps_per_bar: int, tolerance: float = DP_TOLERANCE) -> np.ndarray:
+    """``[steps_per_bar]`` weight of a drum hit at each step of a bar (see DP in the module docstring)."""
+    if steps_per_bar < 1 or steps_per_bar % QUARTERS_PER_BAR:
+        raise ValueError(f"steps_per_bar must be a positive multiple of {QUARTERS_PER_BAR}, not {steps_per_bar}")
+    if steps_per_bar % 16 == 0 and steps_per_bar >= 32:
+        period = steps_per_bar // 16  # sixteenth notes
+    elif steps_per_bar % 8 == 0:
+        period = steps_per_bar // 8  # eighth notes
+    else:
+        period = steps_per_bar // QUARTERS_PER_BAR
+    offset = np.arange(steps_per_bar) % period
+    mask = np.where(offset == 0, 1.0, 0.0)
+    if period > 1:
+        mask[(offset == 1) | (offset == period - 1)] = tolerance
+    return mask
+
+
+def drum_pattern_rate(drum_rolls, steps_per_bar: int, tolerance: float = DP_TOLERANCE) -> float:
+    """DP of drum rolls ``[N, steps, pitches]``: the share of drum cells on the 8th- or 16th-note
+    pattern, off-grid neighbours counting ``tolerance`` (MuseGAN's definition; module docstring)."""
+    cells = _bool(drum_rolls).sum(-1)  # sounding drums per step, [N, steps]
+    total = cells.sum()
+    if total == 0:
+        return 0.0
+    mask = drum_pattern_mask(steps_per_bar, tolerance)
+    weight = mask[np.arange(cells.shape[1]) % steps_per_bar]
+    return float((cells * weight).sum() / total)
+
+
+def drum_index(track_names: list[str] | None) -> int | None:
+    """Index of the drum track (named :data:`DRUM_TRACK`), or None."""
+    names = list(track_names or [])
+    return names.index(DRUM_TRACK) if DRUM_TRACK in names else None
+
+
+def _pitched(rolls: np.ndarray, track_names: list[str] | None) -> tuple[np.ndarray, list]:
+    """``rolls`` and ``track_names`` without the drum track (both unchanged when there is none)."""
+    drum = drum_index(track_names)
+    if drum is None:
+        return rolls, list(track_names or [])
+    keep = [t for t in range(rolls.shape[1]) if t != drum]
+    return rolls[:, keep], [track_names[t] for t in keep]
+
+
 def _tonal_centroid(chroma_vec: np.ndarray) -> np.ndarray:
     """Harte et al. (2006): project normalised chroma ``[..., 12]`` onto 6 tonal dimensions."""
     l = np.arange(12)
@@ -191,7 +252,7 @@ def tonal_distance(rolls, steps_per_bar: int, pitch_low: int) -> dict[str, float
 # distribution-level metrics
 
 
-def statistics_vector(rolls, steps_per_bar: int, pitch_low: int) -> np.ndarray:
+def statistics_vector(rolls, steps_per_bar: int, pitch_low: int, track_names: list[str] | None = None) -> np.ndarray:
     """The fixed per-phrase statistics vector behind FMD, ``[N, 12 + 25 + 6 * tracks + 1]``:
 
     1. pitch-class histogram of all sounding cells (12, sums to 1);
@@ -200,10 +261,16 @@ def statistics_vector(rolls, steps_per_bar: int, pitch_low: int) -> np.ndarray:
     3. per track: sounding-step fraction, mean pitch / pitches, empty-bar rate, used pitch classes
        per bar / 12, qualified-note rate, pitch range / pitches (6 each);
     4. polyphony rate of the phrase (1).
+
+    With a drum track among ``track_names``, parts 1, 2 and 4 skip it (its pitches are drums);
+    part 3 keeps it (there the numbers say which drums play and how densely), and the phrase's
+    drum-pattern rate is appended (one more column).
     """
     rolls = _bool(rolls)
     n, t, s, p = rolls.shape
-    pc = chroma(rolls.sum(axis=(1, 2)).astype(np.float64), pitch_low)
+    drum = drum_index(track_names)
+    pitched = rolls if drum is None else _pitched(rolls, track_names)[0]
+    pc = chroma(pitched.sum(axis=(1, 2)).astype(np.float64), pitch_low)
     pc /= np.maximum(pc.sum(1, keepdims=True), 1)
     iv = np.zeros((n, 25))
     per_track = np.zeros((n, t, 6))
@@ -212,7 +279,7 @@ def statistics_vector(rolls, steps_per_bar: int, pitch_low: int) -> np.ndarray:
         r = rolls[:, k]  # [N, S, P]
         sounding = r.any(-1)
         top = np.where(sounding, np.where(r, pitches, -1).max(-1), -1)  # highest pitch per step
-        for i in range(n):
+        for i in range(n if k != drum else 0):
             seq = top[i][top[i] >= 0]
             if seq.size > 1:
                 change = np.diff(seq)
@@ -235,10 +302,13 @@ def statistics_vector(rolls, steps_per_bar: int, pitch_low: int) -> np.ndarray:
         lo = np.where(used, pitches, p).min(1)
         per_track[:, k, 5] = np.where(used.any(1), hi - lo, 0) / p
     iv /= np.maximum(iv.sum(1, keepdims=True), 1)
-    per_step = rolls.any(axis=1).sum(-1)
+    per_step = pitched.any(axis=1).sum(-1)
     sounding_steps = np.maximum((per_step > 0).sum(1), 1)
     poly = ((per_step >= CHORD_PITCHES).sum(1) / sounding_steps)[:, None]
-    return np.concatenate([pc, iv, per_track.reshape(n, -1), poly], 1)
+    parts = [pc, iv, per_track.reshape(n, -1), poly]
+    if drum is not None:
+        parts.append(np.array([[drum_pattern_rate(rolls[i : i + 1, drum], steps_per_bar)] for i in range(n)]))
+    return np.concatenate(parts, 1)
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
@@ -288,22 +358,30 @@ def copy_rate(generated, train, overlap: float = COPY_OVERLAP, chunk: int = 2048
 
 
 def phrase_metrics(rolls, steps_per_bar: int, pitch_low: int, track_names: list[str]) -> dict[str, float]:
-    """Per-set metrics as a flat dict (per-track values are averaged, and also given per track)."""
+    """Per-set metrics as a flat dict (per-track values are averaged, and also given per track).
+
+    A ``drums`` track counts in EB and gets ``DP``; the other measures skip it (module docstring)."""
+    drum = drum_index(track_names)
     eb = empty_bar_rate(rolls, steps_per_bar)
-    upc = used_pitch_classes(rolls, steps_per_bar, pitch_low)
-    qn = qualified_note_rate(rolls)
-    pr = pitch_range(rolls)
-    td = tonal_distance(rolls, steps_per_bar, pitch_low)
+    pitched, names = _pitched(rolls, track_names)
+    upc = used_pitch_classes(pitched, steps_per_bar, pitch_low)
+    qn = qualified_note_rate(pitched)
+    pr = pitch_range(pitched)
+    td = tonal_distance(pitched, steps_per_bar, pitch_low)
     out = {
-        "EB": float(np.mean(eb)), "UPC": float(np.mean(upc)), "QN": float(np.mean(qn)),
-        "polyphony": polyphony_rate(rolls), "pitch_range": float(np.mean(pr)),
-        "in_scale": in_scale_rate(rolls, pitch_low), "TD": float(np.mean(list(td.values()))) if td else 0.0,
+        "EB": float(np.mean(eb)), "UPC": float(np.mean(upc)) if upc else 0.0, "QN": float(np.mean(qn)) if qn else 0.0,
+        "polyphony": polyphony_rate(pitched), "pitch_range": float(np.mean(pr)) if pr else 0.0,
+        "in_scale": in_scale_rate(pitched, pitch_low), "TD": float(np.mean(list(td.values()))) if td else 0.0,
     }
-    for i, name in enumerate(track_names):
-        out[f"EB/{name}"], out[f"UPC/{name}"], out[f"QN/{name}"], out[f"pitch_range/{name}"] = eb[i], upc[i], qn[i], pr[i]
+    if drum is not None:
+        out["DP"] = drum_pattern_rate(_bool(rolls)[:, drum], steps_per_bar)
+    for name, value in zip(track_names, eb):
+        out[f"EB/{name}"] = value
+    for i, name in enumerate(names):
+        out[f"UPC/{name}"], out[f"QN/{name}"], out[f"pitch_range/{name}"] = upc[i], qn[i], pr[i]
     for pair, v in td.items():
         i, j = (int(x) for x in pair.split("-"))
-        out[f"TD/{track_names[i]}-{track_names[j]}"] = v
+        out[f"TD/{names[i]}-{names[j]}"] = v
     return out
 
 
@@ -312,15 +390,16 @@ def compare(generated, real, train, steps_per_bar: int, pitch_low: int, track_na
     """Everything ``musicgan evaluate`` reports: per-set metrics for both, plus the distribution metrics."""
     gen_m = phrase_metrics(generated, steps_per_bar, pitch_low, track_names)
     real_m = phrase_metrics(real, steps_per_bar, pitch_low, track_names)
-    real_stats = statistics_vector(real, steps_per_bar, pitch_low)
+    real_stats = statistics_vector(real, steps_per_bar, pitch_low, track_names)
     result = {
         "generated": gen_m, "real": real_m,
-        "FMD": frechet_distance(statistics_vector(generated, steps_per_bar, pitch_low), real_stats),
+        "FMD": frechet_distance(statistics_vector(generated, steps_per_bar, pitch_low, track_names), real_stats),
         "diversity": diversity_ratio(generated, real),
         "copies": copy_rate(generated, train) if train is not None and len(train) else None,
     }
     if untrained is not None:
-        result["FMD_untrained"] = frechet_distance(statistics_vector(untrained, steps_per_bar, pitch_low), real_stats)
+        result["FMD_untrained"] = frechet_distance(statistics_vector(untrained, steps_per_bar, pitch_low, track_names),
+                                                   real_stats)
     return result
 
 
@@ -456,9 +535,11 @@ def vertical_interval_histograms(rolls, steps_per_bar: int) -> np.ndarray:
     return out
 
 
-def vertical_interval_distance(generated, real, steps_per_bar: int) -> float:
+def vertical_interval_distance(generated, real, steps_per_bar: int, track_names: list[str] | None = None) -> float:
     """Total-variation distance (half the L1 distance, 0 = same, 1 = disjoint) between generated and
-    real :func:`vertical_interval_histograms`, averaged over voice pairs."""
+    real :func:`vertical_interval_histograms`, averaged over voice pairs; a ``drums`` track among
+    ``track_names`` is left out."""
+    generated, real = _pitched(_bool(generated), track_names)[0], _pitched(_bool(real), track_names)[0]
     g = vertical_interval_histograms(generated, steps_per_bar)
     r = vertical_interval_histograms(real, steps_per_bar)
     if g.shape != r.shape:
@@ -469,7 +550,8 @@ def vertical_interval_distance(generated, real, steps_per_bar: int) -> float:
 def voice_metrics(rolls, steps_per_bar: int, track_names: list[str]) -> dict[str, float]:
     """The voice measures as a flat dict. ``leap_semitones`` and ``octave_leaps`` pool the leaps of all
     voices (so a voice weighs by its number of leaps); per-voice values follow as ``<name>/<voice>``.
-    :func:`pitch_range` is in :func:`phrase_metrics` already."""
+    :func:`pitch_range` is in :func:`phrase_metrics` already. A ``drums`` track is left out."""
+    rolls, track_names = _pitched(_bool(rolls), track_names)
     per_voice = voice_leaps(rolls)
     pooled = np.concatenate(per_voice) if per_voice else np.zeros(0)
     out = {
