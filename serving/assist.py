@@ -296,7 +296,7 @@ def _inpaint(body: InpaintRequest, upload, model, seed) -> Task:
     from musicgan.assist.fill import inpaint_job
 
     names = list(model.data["track_names"])
-    voices = voice_indices(body.voices, names)
+    voices = voice_indices(body.voices, names, "voices")
     piece = _read_piece(body, upload, model)
     first, last = body.bars
     if not 1 <= first <= last <= piece.n_bars:

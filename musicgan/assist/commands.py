@@ -182,15 +182,16 @@ def continue_(args) -> int:
     return 0
 
 
-def voice_indices(wanted: list[str] | None, names: list[str]) -> list[int]:
-    """``--voices`` names (any case) -> track indices, in the model's order; None = every voice."""
+def voice_indices(wanted: list[str] | None, names: list[str], field: str = "--voices") -> list[int]:
+    """``--voices`` names (any case) -> track indices, in the model's order; None = every voice. ``field`` is
+    what the message calls the list (the HTTP API's is ``voices``)."""
     if not wanted:
         return list(range(len(names)))
     lower = [n.lower() for n in names]
     out = []
     for name in wanted:
         if name.lower() not in lower:
-            raise AssistError(f"unknown voice {name!r} in --voices; the model's voices are {', '.join(names)}")
+            raise AssistError(f"unknown voice {name!r} in {field}; the model's voices are {', '.join(names)}")
         out.append(lower.index(name.lower()))
     return sorted(set(out))
 
