@@ -62,6 +62,9 @@ class TaskOptions(BaseModel):
                                     description="tempo of the answer; omitted: the MIDI file's (JSON input: 90)")
     format: FORMATS | None = Field(None, description="what to return (default midi)")
     avoid_copies: bool = Field(True, description="re-draw a version that copies a training phrase (up to 3 times)")
+    condition: str | None = Field(None, max_length=64,
+                                  description="the label (style) to write in, where the model has several "
+                                              "(GET /v1/model: styles)")
 
     @field_validator("temperature")
     @classmethod
@@ -236,8 +239,10 @@ def make_task(task: str, body: TaskOptions, upload: bytes | None, model, seed: i
         raise _user_error(e) from None
 
 
-def _options(body: TaskOptions, seed: int) -> dict:
-    return dict(n=body.n_samples, seed=seed, temperature=body.temperature or 0.0)
+def _options(body: TaskOptions, seed: int, model) -> dict:
+    from serving.schema import label_index
+
+    return dict(n=body.n_samples, seed=seed, temperature=body.temperature or 0.0, label=label_index(body, model))
 
 
 def _harmonize(body: HarmonizeRequest, upload, model, seed) -> Task:
@@ -271,7 +276,7 @@ def _harmonize(body: HarmonizeRequest, upload, model, seed) -> Task:
                                      "'duration_beats': 1}")
         melody = melody_from_notes([n.model_dump(exclude={"track"}) for n in body.melody], data, vrange,
                                    max_bars=MAX_INPUT_BARS, tempo_qpm=body.tempo_qpm or 90.0)
-    job = harmonize_job(melody.line, track, len(names), g.n_pitches, g.steps_per_bar, **_options(body, seed))
+    job = harmonize_job(melody.line, track, len(names), g.n_pitches, g.steps_per_bar, **_options(body, seed, model))
     return Task("harmonize", body, job, melody.transpose_semitones, body.tempo_qpm or melody.tempo_qpm,
                 melody.n_bars, melody.warnings)
 
@@ -284,7 +289,7 @@ def _continue(body: ContinueRequest, upload, model, seed) -> Task:
     if total > MAX_PIECE_BARS:
         raise HTTPException(422, f"the prompt ({piece.n_bars} bars) and n_bars {body.n_bars} make {total} bars; "
                                  f"the limit is {MAX_PIECE_BARS}")
-    job = continue_job(piece.roll, body.n_bars, model.g.steps_per_bar, **_options(body, seed))
+    job = continue_job(piece.roll, body.n_bars, model.g.steps_per_bar, **_options(body, seed, model))
     # a voice the prompt lacks is unknown in the prompt bars too: the model writes it there as well
     job.known[:, : piece.roll.shape[1]] = np.asarray(piece.present)[:, None]
     return Task("continue", body, job, piece.transpose_semitones, body.tempo_qpm or piece.tempo_qpm, total,
@@ -302,7 +307,7 @@ def _inpaint(body: InpaintRequest, upload, model, seed) -> Task:
     if not 1 <= first <= last <= piece.n_bars:
         raise HTTPException(422, f"bars [{first}, {last}]: bars count from 1 and both ends are included; this piece "
                                  f"has {piece.n_bars} bars, so use 1 <= first <= last <= {piece.n_bars}")
-    job = inpaint_job(piece.roll, first - 1, last, voices, model.g.steps_per_bar, **_options(body, seed))
+    job = inpaint_job(piece.roll, first - 1, last, voices, model.g.steps_per_bar, **_options(body, seed, model))
     return Task("inpaint", body, job, piece.transpose_semitones, body.tempo_qpm or piece.tempo_qpm, piece.n_bars,
                 piece.warnings)
 
