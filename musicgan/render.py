@@ -25,12 +25,16 @@ def feature_config(data: dict) -> FeatureConfig:
 
 
 def to_midi(roll: np.ndarray, data: dict, tempo_qpm: float = 90.0):
+    """A roll as ``pretty_midi``. The data's feature config picks the instruments
+    (:func:`musicgan.data.pianoroll.track_instruments`): a band build's tracks get their General MIDI
+    programs and drums play on channel 10, one hit per cell; voices sing Choir Aahs."""
     from musicgan.data.pianoroll import roll_to_pretty_midi
 
     return roll_to_pretty_midi(roll, feature_config(data), tempo_qpm=tempo_qpm)
 
 
 def midi_bytes(roll: np.ndarray, data: dict, tempo_qpm: float = 90.0) -> bytes:
+    """The MIDI of :func:`to_midi` as file bytes (what the server sends)."""
     from musicgan.data.pianoroll import roll_to_midi_bytes
 
     return roll_to_midi_bytes(roll, feature_config(data), tempo_qpm=tempo_qpm)
