@@ -122,6 +122,26 @@ def test_a_drum_channel_is_drums_whatever_its_program():
     assert not roll[BAND_TRACKS.index("bass")].any()
 
 
+def test_notes_on_channel_10_are_drums_even_after_a_bass_program_change():
+    import mido
+
+    mid = mido.MidiFile(type=1, ticks_per_beat=480)
+    track = mido.MidiTrack()
+    track.append(mido.Message("program_change", channel=9, program=33, time=0))
+    for s in range(0, PHRASE_STEPS, 4):
+        track.append(mido.Message("note_on", channel=9, note=KICK, velocity=90, time=0 if s == 0 else 120 * 3))
+        track.append(mido.Message("note_off", channel=9, note=KICK, velocity=0, time=120))
+    piano = mido.MidiTrack([mido.Message("note_on", channel=0, note=60, velocity=90, time=0),
+                            mido.Message("note_off", channel=0, note=60, velocity=0, time=120 * PHRASE_STEPS)])
+    mid.tracks += [track, piano]
+    buf = io.BytesIO()
+    mid.save(file=buf)
+    roll = pianoroll_of_file(buf.getvalue(), band_fc())
+    assert tracks_playing(roll, KICK) == ["drums"]
+    assert np.nonzero(roll[0, :, KICK - LOW])[0].tolist() == list(range(0, PHRASE_STEPS, 4))
+    assert tracks_playing(roll, 60) == ["piano"]
+
+
 def test_index_mode_still_drops_drums():
     fc = FeatureConfig(track_names=["a", "b"]).validate()
     roll = pianoroll_of_file(band_midi(four_on_the_floor(), (0, False, held(60))), fc)
