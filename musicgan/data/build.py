@@ -9,6 +9,12 @@
 A build is fingerprinted by its feature config and its inputs (path, size, mtime); rebuilding
 an identical fingerprint does nothing.
 
+Every row carries a ``label`` and the manifest lists them all in ``labels`` (a label's index is
+its position there, which is what a conditioned model learns). A build has one label (its source
+or folder name), except ``styles``, where each file is labelled with the style it came from and
+``limit`` counts files per style. The manifest's ``per_label`` gives each label's file and phrase
+counts, its train/val split and its per-track statistics; they add up to ``counts``.
+
 Nothing is written into ``--out`` itself until the new build is complete: shards and manifest
 go to a temporary folder beside it (``.NAME.build-`` and 8 random hex digits, in the same parent,
 so the final rename is atomic), which then takes ``--out``'s place; the old build stays whole until that moment, and a
@@ -63,6 +69,15 @@ class Inputs:
     source_id: str = ""
     note_labels: dict[str, tuple[int, str]] = field(default_factory=dict)
     """Single-note audio: ``{relative file: (MIDI pitch, instrument name)}`` from ``labels.csv``."""
+    file_labels: dict[str, list[str]] = field(default_factory=dict)
+    """Builds of several labels: ``{relative file: [label, split key]}``. The split key is the file's
+    name within its own source, so a piece is held out in ``styles`` exactly when it is in its own
+    source's build."""
+    labels: list[str] = field(default_factory=list)
+    """Every label of the build, in index order; ``[label]`` when empty."""
+
+    def all_labels(self) -> list[str]:
+        return list(self.labels) or [self.label]
 
 
 @dataclass
@@ -89,7 +104,11 @@ def resolve_inputs(source: str, fc: FeatureConfig, limit: int | None, progress: 
         inputs = _folder_inputs(resolve(str(folder)), limit, fc)
         inputs.label, inputs.source_id = "notes", f"embedded:notes:{backend}:{folder.name}"
         return inputs
-    if source in ("bach", "folk"):
+    if source == "styles":
+        return _styles_inputs(limit, progress)
+    from musicgan.data.corpus import EMBEDDED_MIDI_SOURCES
+
+    if source in EMBEDDED_MIDI_SOURCES:
         from musicgan.data.corpus import corpus_cache_dir, ensure_converted
 
         midi, skipped = ensure_converted(source, limit=limit, progress=progress)
@@ -115,11 +134,28 @@ def resolve_inputs(source: str, fc: FeatureConfig, limit: int | None, progress: 
     import pyarrow.fs as pafs
 
     if info.type == pafs.FileType.NotFound:
-        raise BuildError(f"source {source} does not exist (expected 'bach', 'folk', 'bach-audio', 'notes', "
+        raise BuildError(f"source {source} does not exist (expected one of {', '.join(map(repr, SOURCES))}, "
                          "or a folder/URI of MIDI or audio files)")
     if info.type != pafs.FileType.Directory:
         raise BuildError(f"source {source} is a file; give the folder that holds the music files")
     return _folder_inputs(loc, limit, fc)
+
+
+def _styles_inputs(limit: int | None, progress: bool) -> Inputs:
+    """Every style's converted MIDI (``limit`` files of each), each file labelled with its style."""
+    from musicgan.data.corpus import STYLES, cache_root, corpus_cache_dir, ensure_converted
+
+    root = cache_root() / "corpus"
+    base = resolve(str(root))
+    files, skipped, file_labels = [], [], {}
+    for style in STYLES:
+        midi, style_skipped = ensure_converted(style, limit=limit, progress=progress)
+        for p in sorted(midi):
+            files.append((str(p), p.stat().st_size, p.stat().st_mtime_ns))
+            file_labels[_rel(base, str(p))] = [style, p.relative_to(corpus_cache_dir(style)).as_posix()]
+        skipped += [{**s, "label": style} for s in style_skipped]
+    return Inputs("pianoroll", "styles", base, files, skipped, source_id="embedded:styles",
+                  file_labels=file_labels, labels=list(STYLES))
 
 
 def _folder_inputs(loc: Location, limit: int | None, fc: FeatureConfig) -> Inputs:
@@ -273,6 +309,8 @@ def fingerprint(inputs: Inputs, fc: FeatureConfig) -> str:
     for path, size, mtime in inputs.files:
         h.update(f"{_rel(inputs.base, path)}\0{size}\0{mtime}\n".encode())
     h.update(json.dumps(sorted(inputs.note_labels.items())).encode())
+    if inputs.file_labels:  # only here, so that single-label builds keep their fingerprints
+        h.update(json.dumps([inputs.all_labels(), sorted(inputs.file_labels.items())]).encode())
     return h.hexdigest()[:24]
 
 
@@ -289,7 +327,7 @@ def _empty_stats(fc: FeatureConfig) -> dict:
         return {"clips": 0, "db_sum": 0.0, "db_sq_sum": 0.0, "values": 0}
     t = fc.n_tracks
     return {"phrases": 0, "active_steps": [0] * t, "empty_bars": [0] * t, "pitch_hist": [[0] * 128 for _ in range(t)],
-            "notes_out_of_range_phrases": 0, "too_sparse_phrases": 0}
+            "note_onsets": [0] * t, "notes_out_of_range_phrases": 0, "too_sparse_phrases": 0}
 
 
 def _pianoroll_stats(stats: dict, phrases: np.ndarray, fc: FeatureConfig) -> None:
@@ -299,7 +337,10 @@ def _pianoroll_stats(stats: dict, phrases: np.ndarray, fc: FeatureConfig) -> Non
     sounding = phrases.any(axis=3)  # [n, steps, t]
     bars = sounding.reshape(n, fc.bars, fc.steps_per_bar, t).any(axis=2)  # [n, bars, t]
     per_pitch = phrases.sum(axis=(0, 1))  # [t, pitches]
+    # a note starts where its cell sounds and the step before it did not (the roll has no onsets)
+    onsets = phrases[:, 0].sum(axis=(0, 2)) + (phrases[:, 1:] & ~phrases[:, :-1]).sum(axis=(0, 1, 3))  # [t]
     for i in range(t):
+        stats["note_onsets"][i] += int(onsets[i])
         stats["active_steps"][i] += int(sounding[..., i].sum())
         stats["empty_bars"][i] += int((~bars[..., i]).sum())
         for j in np.flatnonzero(per_pitch[i]):
@@ -327,10 +368,13 @@ def read_input(base: Location, path: str, fc: FeatureConfig, max_audio_seconds: 
 
 
 def process_group(row: dict, out_uri: str, base_uri: str, fc_dict: dict, label: str,
-                  row_group_rows: int, note_labels: dict | None = None) -> dict:
+                  row_group_rows: int, note_labels: dict | None = None, file_labels: dict | None = None) -> dict:
     """Parse every file of one group and write ``shard-NNNNN.parquet``; return its bookkeeping.
 
     ``note_labels`` maps a relative file name to ``[MIDI pitch, instrument index]`` (single-note audio).
+    ``file_labels`` maps a relative file name to ``[label, split key]`` (builds of several labels);
+    a file not in it has ``label`` and is split by its relative name. The bookkeeping has each
+    label's counts and statistics too (``by_label``).
     """
     from musicgan.data.audio import audio_to_clips, decode_audio
     from musicgan.data.pianoroll import midi_to_phrases
@@ -342,29 +386,32 @@ def process_group(row: dict, out_uri: str, base_uri: str, fc_dict: dict, label: 
     cols = {name: [] for name in S.SCHEMA.names}
     stats, skipped, warnings = _empty_stats(fc), [], []
     files_ok = 0
+    by_label: dict[str, dict] = {}
     for path in files:
         rel = _rel(base, path)
+        file_label, split_key = (file_labels or {}).get(rel, (label, rel))
+        mine = by_label.setdefault(file_label, {"files_ok": 0, "files_skipped": 0, "train": 0, "val": 0,
+                                                "stats": _empty_stats(fc)})
+        n_skipped = len(skipped)
         try:
-            data = read_input(base, path, fc)
-        except BadInput as e:
-            skipped.append({"file": rel, "reason": str(e)})
-            continue
-        except OSError as e:
-            skipped.append({"file": rel, "reason": f"unreadable: {e}"[:300]})
-            continue
-        try:
+            try:
+                data = read_input(base, path, fc)
+            except OSError as e:
+                raise BadInput(f"unreadable: {e}"[:300]) from None
             if fc.kind == "mel":
                 mels, starts = audio_to_clips(decode_audio(data, path, fc.sample_rate_hz, MAX_AUDIO_SECONDS), fc)
                 xs, n = S.encode_mel(mels[:, None]), len(mels)
                 starts_col, transposes = starts, np.zeros(n, np.int8)
-                stats["clips"] += n
-                stats["db_sum"] += float(mels.sum(dtype=np.float64))
-                stats["db_sq_sum"] += float((mels.astype(np.float64) ** 2).sum())
-                stats["values"] += int(mels.size)
+                for st in (stats, mine["stats"]):
+                    st["clips"] += n
+                    st["db_sum"] += float(mels.sum(dtype=np.float64))
+                    st["db_sq_sum"] += float((mels.astype(np.float64) ** 2).sum())
+                    st["values"] += int(mels.size)
             else:
                 result = midi_to_phrases(data, fc)
-                stats["notes_out_of_range_phrases"] += result.phrases_out_of_range
-                stats["too_sparse_phrases"] += result.phrases_too_sparse
+                for st in (stats, mine["stats"]):
+                    st["notes_out_of_range_phrases"] += result.phrases_out_of_range
+                    st["too_sparse_phrases"] += result.phrases_too_sparse
                 warnings.extend(f"{rel}: {w}" for w in result.warnings)
                 n = len(result.phrases)
                 if n == 0:
@@ -375,16 +422,22 @@ def process_group(row: dict, out_uri: str, base_uri: str, fc_dict: dict, label: 
                 xs = S.encode_pianoroll(result.phrases)
                 starts_col, transposes = result.start_bars, result.transposes
                 _pianoroll_stats(stats, result.phrases, fc)
+                _pianoroll_stats(mine["stats"], result.phrases, fc)
         except BadInput as e:
             skipped.append({"file": rel, "reason": str(e)})
-            continue
         except Exception as e:  # a parser bug must not sink the build: record it like bad input
             skipped.append({"file": rel, "reason": f"unexpected {type(e).__name__}: {e}"[:300]})
+        if len(skipped) > n_skipped:
+            mine["files_skipped"] += 1
+            if file_labels:
+                skipped[-1]["label"] = file_label
             continue
         files_ok += 1
-        split = S.split_of(rel, fc.val_fraction)
+        split = S.split_of(split_key, fc.val_fraction)
+        mine["files_ok"] += 1
+        mine[split] += n
         cols["x"].extend(xs)
-        cols["label"].extend([label] * n)
+        cols["label"].extend([file_label] * n)
         cols["source"].extend([rel] * n)
         cols["split"].extend([split] * n)
         cols["start"].extend(np.asarray(starts_col, np.float32).tolist())
@@ -399,7 +452,8 @@ def process_group(row: dict, out_uri: str, base_uri: str, fc_dict: dict, label: 
         size = S.write_shard(out.join(name), cols, row_group_rows)
         splits = {s: cols["split"].count(s) for s in ("train", "val")}
         shard = {"path": name, "rows": rows, "bytes": size, "splits": splits}
-    summary = {"shard": shard, "files_ok": files_ok, "skipped": skipped, "warnings": warnings, "stats": stats}
+    summary = {"shard": shard, "files_ok": files_ok, "skipped": skipped, "warnings": warnings, "stats": stats,
+               "by_label": by_label}
     return {"shard_id": shard_id, "summary_json": json.dumps(summary)}
 
 
@@ -409,7 +463,9 @@ def process_group(row: dict, out_uri: str, base_uri: str, fc_dict: dict, label: 
 
 def _merge_stats(total: dict, part: dict) -> None:
     for k, v in part.items():
-        if isinstance(v, list) and v and isinstance(v[0], list):
+        if isinstance(v, dict):
+            _merge_stats(total[k], v)
+        elif isinstance(v, list) and v and isinstance(v[0], list):
             for row_t, row_p in zip(total[k], v):
                 for j, x in enumerate(row_p):
                     row_t[j] += x
@@ -436,6 +492,8 @@ def _track_stats(stats: dict, fc: FeatureConfig) -> dict:
             "pitch_min": int(used.min()) if used.size else None,
             "pitch_max": int(used.max()) if used.size else None,
             "pitch_mean": round(float((hist * np.arange(128)).sum() / hist.sum()), 2) if hist.sum() else None,
+            # a bar here is steps_per_bar steps (a 4/4 bar), whatever the music's meter
+            "notes_per_bar": round(stats["note_onsets"][i] / (phrases * fc.bars), 3),
         }
     return out
 
@@ -720,17 +778,22 @@ def _build_shards(out: Location, source: str, inputs: Inputs, fc: FeatureConfig,
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map(
         process_group, num_cpus=1,
         fn_kwargs=dict(out_uri=out.uri, base_uri=inputs.base.uri, fc_dict=to_dict(fc), label=inputs.label,
-                       row_group_rows=row_group_rows, note_labels=note_labels),
+                       row_group_rows=row_group_rows, note_labels=note_labels, file_labels=inputs.file_labels),
     )
     results = sorted(ds.take_all(), key=lambda r: r["shard_id"])
 
     stats, shard_list, skipped, warnings, files_ok = _empty_stats(fc), [], list(inputs.skipped), [], 0
+    labels = inputs.all_labels()
+    per_label = {name: {"files_ok": 0, "files_skipped": 0, "train": 0, "val": 0, "stats": _empty_stats(fc)}
+                 for name in labels}
     for r in results:
         s = json.loads(r["summary_json"])
         files_ok += s["files_ok"]
         skipped.extend(s["skipped"])
         warnings.extend(s["warnings"])
         _merge_stats(stats, s["stats"])
+        for name, part in s["by_label"].items():
+            _merge_stats(per_label[name], part)
         if s["shard"]:
             shard_list.append(s["shard"])
     rows = sum(s["rows"] for s in shard_list)
@@ -748,7 +811,7 @@ def _build_shards(out: Location, source: str, inputs: Inputs, fc: FeatureConfig,
         "input_fingerprint": fp,
         "source_uri": inputs.source_id,
         "example_shape": fc.example_shape(),
-        "labels": [inputs.label],
+        "labels": labels,
         # single-note audio: the pitches and instruments (index = the shards' instrument column)
         "pitches": sorted({p for p, _ in note_labels.values()}),
         "instruments": instrument_names,
@@ -764,6 +827,7 @@ def _build_shards(out: Location, source: str, inputs: Inputs, fc: FeatureConfig,
             "phrases_dropped_too_sparse": stats.get("too_sparse_phrases", 0),
         },
         "track_stats": _track_stats(stats, fc),
+        "per_label": _per_label(per_label, inputs, fc),
         "shards": shard_list,
         "skipped": skipped,
         "warnings": warnings,
@@ -772,6 +836,30 @@ def _build_shards(out: Location, source: str, inputs: Inputs, fc: FeatureConfig,
         "created_unix": int(time.time()),
     }
     return manifest
+
+
+def _per_label(per_label: dict, inputs: Inputs, fc: FeatureConfig) -> dict:
+    """Each label's counts (they add up to the manifest's ``counts``) and per-track statistics."""
+    listed = {name: 0 for name in per_label}
+    for path, _, _ in inputs.files:
+        listed[(inputs.file_labels.get(_rel(inputs.base, path)) or [inputs.label])[0]] += 1
+    before = {name: 0 for name in per_label}  # skipped while listing or converting
+    for s in inputs.skipped:
+        before[s.get("label", inputs.label)] += 1
+    out = {}
+    for name, p in per_label.items():
+        out[name] = {
+            "files_listed": listed[name] + before[name],
+            "files_ok": p["files_ok"],
+            "files_skipped": p["files_skipped"] + before[name],
+            "examples": p["train"] + p["val"],
+            "train_examples": p["train"],
+            "val_examples": p["val"],
+            "phrases_dropped_out_of_pitch_range": p["stats"].get("notes_out_of_range_phrases", 0),
+            "phrases_dropped_too_sparse": p["stats"].get("too_sparse_phrases", 0),
+            "track_stats": _track_stats(p["stats"], fc),
+        }
+    return out
 
 
 def _reasons(skipped: list[dict], limit: int = 5) -> str:
@@ -789,7 +877,8 @@ def summary_text(result: BuildResult) -> str:
     fc = m["feature_config"]
     head = "data build: up to date, nothing to do" if result.no_op else f"data build: done in {result.seconds:.1f} s"
     lines = [head,
-             f"  source      {m['source']}  ({m['kind']}, label {m['labels'][0]!r})",
+             f"  source      {m['source']}  ({m['kind']}, "
+             + (f"label {m['labels'][0]!r})" if len(m["labels"]) == 1 else f"labels {', '.join(m['labels'])})"),
              f"  output      {result.out}",
              f"  files       {c['files_ok']} used, {c['files_skipped']} skipped (of {c['files_listed']})",
              f"  examples    {c['examples']} ({c['train_examples']} train / {c['val_examples']} val) "
@@ -802,6 +891,10 @@ def summary_text(result: BuildResult) -> str:
     if m.get("instruments"):
         lines.append(f"  labels      pitches {min(m['pitches'])}..{max(m['pitches'])} ({len(m['pitches'])}), "
                      f"instruments {', '.join(m['instruments'])}")
+    if len(m["labels"]) > 1:
+        for name, p in m.get("per_label", {}).items():
+            lines.append(f"  {name:<11} {p['files_ok']} files used, {p['files_skipped']} skipped; {p['examples']} "
+                         f"examples ({p['train_examples']} train / {p['val_examples']} val)")
     if m["kind"] == "pianoroll":
         if c.get("phrases_dropped_out_of_pitch_range"):
             lines.append(f"  dropped     {c['phrases_dropped_out_of_pitch_range']} phrases with notes outside the "

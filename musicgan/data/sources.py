@@ -24,6 +24,15 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("bach", "the Bach chorales inside music21 (4 tracks: S, A, T, B) [default]"),
     Source("folk", "Essen, O'Neill 1850 and Ryan's Mammoth tunes inside music21 (1 track)",
            {"track_names": ["melody"], "track_mode": "merge"}),
+    Source("palestrina", "Palestrina's masses and motets inside music21 (about 1,300 pieces of 4-6 voices;\n"
+                         "4 tracks by register: the outer voices and the two inner ones nearest the middle)"),
+    Source("monteverdi", "Monteverdi's madrigals inside music21 (48, 5 voices and continuo; 4 tracks by\n"
+                         "register, as palestrina)"),
+    Source("quartets", "string quartets by Haydn, Mozart and Beethoven inside music21 (46 movements;\n"
+                       "4 tracks by register; double stops keep their top note)"),
+    Source("styles", "bach, palestrina, monteverdi and quartets in one build, every phrase labelled\n"
+                     "with its style (for one model conditioned on style); --limit counts files\n"
+                     "per style"),
     Source("bach-audio", "the chorales rendered to audio (FluidSynth if installed, else sine tones)",
            {"kind": "mel", "track_names": ["audio"]}),
     Source("notes", "single notes over a pitch x instrument x velocity grid (NSynth-like), rendered\n"
