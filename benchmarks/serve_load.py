@@ -208,6 +208,45 @@ def originality_cost(model_ref: str, data_dir: str, reps: int) -> dict:
             "max_overlap_vs_dense_max_abs_error": worst}
 
 
+def http_edge_us(n: int = 20000) -> dict:
+    """What serving.http_edge adds per request, in-process: the body-limit middleware around an app
+    that only reads the body, and strict JSON parsing over ``json.loads``; microseconds."""
+    import asyncio
+
+    from serving.http_edge import BodyLimit, strict_json
+
+    body = json.dumps(dict(GENERATE, seed=7)).encode()
+    scope = {"type": "http", "path": "/v1/generate", "method": "POST",
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())]}
+
+    async def app(scope, receive, send):
+        await receive()
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        pass
+
+    async def per_call(handler) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await handler(scope, receive, send)
+        return (time.perf_counter() - t0) / n * 1e6
+
+    bare = asyncio.run(per_call(app))
+    limited = asyncio.run(per_call(BodyLimit(app, 16 * 1024, {"/v1/harmonize": 256 * 1024})))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        strict_json(body)
+    t1 = time.perf_counter()
+    for _ in range(n):
+        json.loads(body)
+    t2 = time.perf_counter()
+    return {"body_limit": round(limited - bare, 2), "strict_json_over_json_loads": round((t1 - t0 - (t2 - t1)) / n * 1e6, 2)}
+
+
 # --- the load generator and the CPU meter ----------------------------------------------------------
 
 
@@ -750,6 +789,8 @@ def main() -> None:
 
     orig = originality_cost(masked, args.data, 200)
     print(f"originality {orig}", flush=True)
+    edge = http_edge_us()
+    print(f"serving.http_edge per request, us: {edge}", flush=True)
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -874,7 +915,7 @@ def main() -> None:
               "background_cpu_cores": background, "compute_rps": {"batching_on": cb["rps"], "batching_off": cn["rps"]},
               "compute_non_200": {"batching_on": cb["non_200"], "batching_off": cn["non_200"]},
               "mixed_rps_c16": mixed["rps"] if mixed else None, "mixed_routes": mixed.get("routes") if mixed else None,
-              "originality": orig,
+              "originality": orig, "http_edge_us_per_request": edge,
               "cpu_ms_per_request": {"noop_c16": noop16["cpu_ms_per_request"], "ours_c16": ours16["cpu_ms_per_request"],
                                      "compute_batch_c16": cb["cpu_ms_per_request"],
                                      "compute_nobatch_c16": cn["cpu_ms_per_request"],
