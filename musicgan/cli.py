@@ -243,8 +243,9 @@ def add_data_parser(sub) -> None:
     b.add_argument("--tracks", default=None, metavar="NAMES",
                    help="comma-separated output track names (default soprano,alto,tenor,bass"
                         + sources.defaults_text("track_names", ",".join) + ")")
-    b.add_argument("--track-mode", choices=["index", "merge"], default=None,
-                   help="index: i-th MIDI track -> track i; merge: all notes into one track")
+    b.add_argument("--track-mode", choices=["index", "merge", "program"], default=None,
+                   help="index: i-th MIDI track -> track i; merge: all notes into one track; program: a band "
+                        "(drums,piano,guitar,bass,strings) by General MIDI program, drums kept")
     b.add_argument("--sample-rate", type=_positive, default=None, help="audio sample rate in Hz (default 16000)")
     b.add_argument("--n-mels", type=_positive, default=None,
                    help="mel bands for audio (default 64" + sources.defaults_text("n_mels") + ")")
@@ -266,7 +267,7 @@ def add_data_parser(sub) -> None:
 
 
 def feature_config_from_args(args):
-    from musicgan.config import FeatureConfig
+    from musicgan.config import BAND_TRACKS, FeatureConfig
 
     fc = sources.with_source_defaults(args.source, FeatureConfig())
     for attr, field in (("bars", "bars"), ("steps_per_bar", "steps_per_bar"), ("hop_bars", "hop_bars"),
@@ -275,6 +276,8 @@ def feature_config_from_args(args):
         value = getattr(args, attr)
         if value is not None:
             setattr(fc, field, value)
+    if fc.track_mode == "program":  # a band: LPD-5's tracks, and MuseGAN's 84 pitches (bass guitars go to E1 = 28)
+        fc.track_names, (fc.pitch_low, fc.pitch_high) = list(BAND_TRACKS), (24, 108)
     if args.pitch_range:
         fc.pitch_low, fc.pitch_high = args.pitch_range
     if args.tracks:
@@ -413,6 +416,9 @@ def check_train(cfg, data_dir: str, run_dir: str) -> dict:
 
         manifest = load_manifest(data_dir)
     check_feature_kind(cfg, manifest, data_dir)
+    if manifest.get("feature_config", {}).get("track_mode") == "program" and cfg.model.output != "binary":
+        raise ConfigError(f"{data_dir} is a band build (--track-mode program): its piano and guitar play chords, "
+                          f"which a {cfg.model.output} model cannot write; train with --set model.output=binary")
     train_examples = manifest["counts"]["train_examples"]
     if train_examples // cfg.train.num_workers < cfg.train.batch_size_per_worker:
         raise ConfigError(f"{train_examples} training phrases are too few for "

@@ -117,13 +117,14 @@ class Reference:
         sample_groups = None if train_groups is None else np.asarray(train_groups)[pick]
         self.real_metrics = self.set_metrics(self.real)
         self.training_metrics = self.set_metrics(sample) if len(sample) else {}
-        self.real_stats = M.statistics_vector(self.real, steps_per_bar, pitch_low)
+        self.real_stats = M.statistics_vector(self.real, steps_per_bar, pitch_low, self.names)
         self.real_hamming = M.mean_pairwise_hamming(self.real)  # M.diversity_ratio's denominator, once
         self.floors = {"FMD_floor": None, "vertical_distance_floor": None, "C2ST_floor": {"accuracy": None}}
         if len(sample) > 1:
             self.floors = {
-                "FMD_floor": M.frechet_distance(M.statistics_vector(sample, steps_per_bar, pitch_low), self.real_stats),
-                "vertical_distance_floor": M.vertical_interval_distance(sample, self.real, steps_per_bar),
+                "FMD_floor": M.frechet_distance(M.statistics_vector(sample, steps_per_bar, pitch_low, self.names),
+                                                self.real_stats),
+                "vertical_distance_floor": M.vertical_interval_distance(sample, self.real, steps_per_bar, self.names),
                 "C2ST_floor": c2st(self.real, sample, steps_per_bar, pitch_low, self.real_groups, sample_groups, seed)}
 
     def set_metrics(self, rolls) -> dict[str, float]:
@@ -131,7 +132,7 @@ class Reference:
         return M.phrase_metrics(rolls, self.spb, self.low, self.names) | M.voice_metrics(rolls, self.spb, self.names)
 
     def fmd(self, rolls) -> float:
-        return M.frechet_distance(M.statistics_vector(rolls, self.spb, self.low), self.real_stats)
+        return M.frechet_distance(M.statistics_vector(rolls, self.spb, self.low, self.names), self.real_stats)
 
     def measure(self, generated, untrained=None) -> dict:
         """Everything :func:`target_checks` and :func:`quality_objective` read."""
@@ -140,7 +141,7 @@ class Reference:
                "training_set": self.training_metrics, "FMD": self.fmd(generated),
                "diversity": M.mean_pairwise_hamming(generated) / self.real_hamming if self.real_hamming > 0 else 0.0,
                "copies": M.copy_rate(generated, self.train) if len(self.train) else None,
-               "vertical_distance": M.vertical_interval_distance(generated, self.real, self.spb),
+               "vertical_distance": M.vertical_interval_distance(generated, self.real, self.spb, self.names),
                "C2ST": c2st(self.real, generated, self.spb, self.low, self.real_groups, None, self.seed), **self.floors}
         floor = res["FMD_floor"]
         res["FMD_floor_ratio"] = res["FMD"] / floor if floor else None

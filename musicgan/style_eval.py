@@ -106,10 +106,10 @@ def style_accuracy(real_x: np.ndarray, real_y: np.ndarray, generated: dict[int, 
 
 
 def style_separation(generated: dict[int, np.ndarray], real: dict[int, np.ndarray], steps_per_bar: int,
-                     pitch_low: int) -> dict:
+                     pitch_low: int, track_names: list[str] | None = None) -> dict:
     """Per pair of styles: FMD between their generated sets / FMD between their real sets."""
-    g_stats = {s: M.statistics_vector(r, steps_per_bar, pitch_low) for s, r in generated.items()}
-    r_stats = {s: M.statistics_vector(r, steps_per_bar, pitch_low) for s, r in real.items()}
+    g_stats = {s: M.statistics_vector(r, steps_per_bar, pitch_low, track_names) for s, r in generated.items()}
+    r_stats = {s: M.statistics_vector(r, steps_per_bar, pitch_low, track_names) for s, r in real.items()}
     pairs = {}
     for a, b in itertools.combinations(sorted(set(generated) & set(real)), 2):
         real_d = M.frechet_distance(r_stats[a], r_stats[b])
@@ -165,7 +165,7 @@ def evaluate_styles(checkpoint: str, data_dir: str, n_per_style: int = 256, seed
     ceiling = classifier_ceiling(real_x, real_y, val["source"][mask], seed=seed)
     gen_x = {i: _features(generated[s], spb, low) for i, s in enumerate(styles)}
     acc = style_accuracy(real_x, real_y, gen_x, seed=seed)
-    sep = style_separation(generated, real, spb, low)
+    sep = style_separation(generated, real, spb, low, names)
     return {"checkpoint": str(path), "step": meta["step"], "data": str(data_dir), "styles": [labels[s] for s in styles],
             "per_style": report_styles, "classifier_ceiling": ceiling, "style_accuracy": acc["accuracy"],
             "style_accuracy_per_style": {labels[styles[i]]: v for i, v in acc["per_style"].items()},

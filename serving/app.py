@@ -318,7 +318,7 @@ class MusicGAN:
         seed = body.seed if body.seed is not None else random.SystemRandom().randrange(2**31)
         headers = {"X-Musicgan-Seed": str(seed), "X-Musicgan-Model": header_value(f"{model.name}/{model.version}")}
         bars = body.n_bars or model.phrase_bars
-        if model.family == "pianoroll" and model.masked and bars != model.phrase_bars:  # phrase by phrase
+        if model.masked and bars != model.phrase_bars:  # phrase by phrase (only pianoroll models are masked)
             from musicgan.assist.fill import long_job
 
             g = model.g
@@ -327,7 +327,7 @@ class MusicGAN:
             task = assist.Task("generate", body, job, 0, body.tempo_qpm, bars)
             return await self._answer_task(model, task, cost, seed, headers, given=False)
         req, draw, inline = family.make_request(body, model, cost, seed, headers)
-        if model.family == "pianoroll":
+        if family.assistant:  # rolls: each sample's originality is checked (and a copy re-drawn)
             n, phrases = body.n_samples, cost.phrases // body.n_samples
 
             async def make():

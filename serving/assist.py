@@ -19,6 +19,7 @@ import numpy as np
 from fastapi import HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from musicgan.families import get_family
 from serving.http_edge import json_safe, strict_json
 from serving.schema import MAX_BARS, MAX_SAMPLES, MIN_TEMPERATURE
 
@@ -177,7 +178,7 @@ async def read_body(request: Request, task: str) -> tuple[TaskOptions, bytes | N
 
 def check_masked(model, task: str) -> None:
     """422 unless ``model`` can take known notes (a masked pianoroll generator)."""
-    if model.family != "pianoroll":
+    if not get_family(model.family).assistant:
         raise HTTPException(422, f"{task}: this is a {model.family} model (it makes single notes as audio); "
                                  "the assistant routes need a masked pianoroll model")
     if not getattr(model.g, "masked", False):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from musicgan.families import family_for_kind
 from musicgan.originality import INDEX_FILE, OriginalityIndex
 
 EXAMPLES_FILE = "examples.json"
@@ -42,7 +43,7 @@ def example_melodies(data_dir: str, n: int = MAX_EXAMPLES, bars: int = EXAMPLE_B
     from musicgan.data.shards import load_manifest
 
     manifest = load_manifest(data_dir)
-    if manifest["feature_config"]["kind"] != "pianoroll":
+    if not family_for_kind(manifest["kind"]).assistant:
         return []
     fc = manifest["feature_config"]
     spb, phrase_bars, low = int(fc["steps_per_bar"]), int(fc["bars"]), int(fc["pitch_low"])
@@ -79,7 +80,7 @@ def write_assets(data_dir: str, dest: str | os.PathLike) -> dict:
 
     dest = Path(dest)
     manifest = load_manifest(data_dir)
-    if manifest["feature_config"]["kind"] != "pianoroll":
+    if not family_for_kind(manifest["kind"]).assistant:
         return {"index_phrases": 0, "examples": []}
     x = ShardReader(data_dir, split="train").arrays()["x"] > 0
     index = OriginalityIndex.build(x, int(manifest["feature_config"]["steps_per_bar"]))

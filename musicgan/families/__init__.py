@@ -98,6 +98,10 @@ class Family:
     """``(g, requests) -> [array or exception per request]``: one batched forward."""
     serve_summary: Callable[[str, dict], list[str]]
     """``(url, GET /v1/model answer) -> lines``: how ``musicgan serve`` says to call it."""
+    assistant: bool = False
+    """Whether the creation assistant works on it: its masked models harmonize, continue and fill in; its
+    answers carry their overlap with the training phrases; a promoted model ships that index and example
+    melodies (:mod:`musicgan.assist.assets`)."""
 
 
 FAMILIES: dict[str, Family] = {}
