@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -49,6 +50,13 @@ class TrialRow:
     caused it, so a stopped trial may train past ``steps``. Counted for the cost (``step_fraction``)."""
     pitch_accuracy: float = math.nan
     """Audio models: the share of generated clips at the pitch asked for (see musicgan/audio_metrics.py)."""
+    stop_step: int = -1
+    """The step of the result at which the scheduler stopped the trial (tuning/search.py's stop.json);
+    -1 if it was not stopped."""
+    stop_time: float = math.nan
+    """When the scheduler decided (seconds since the epoch, the driver's clock)."""
+    trained_time: float = math.nan
+    """When the Train run stopped at the search's stop file (its ``stopped`` event); NaN if unknown."""
     metric: str = "FMD"
     """The search's objective: ``FMD`` or ``quality`` (musicgan.evaluate.quality_objective)."""
     objective: float = math.nan
@@ -74,13 +82,45 @@ def _num(v) -> float:
 
 
 def _trained_steps(trial_dir: Path) -> int:
-    """The last step in a Train run's metrics.csv (every part of a PBT trial counted), 0 if none."""
-    last = 0
-    for path in [trial_dir / "metrics.csv", *sorted(trial_dir.glob("part_*/metrics.csv"))]:
-        if path.exists():
-            with path.open() as f:
-                last = max([last, *(int(r["step"]) for r in csv.DictReader(f))])
-    return last
+    """The last step a Train run trained (every part of a PBT trial counted), 0 if none."""
+    return _train_end(trial_dir)[0]
+
+
+def _train_end(trial_dir: Path) -> tuple[int, float]:
+    """(step, time) of the last sign of training: a ``stopped`` event in events.jsonl (the loop saw
+    the search's stop file: exact, with its time) or the last metrics.csv row (an evaluation; time
+    NaN). Without the event, steps trained after the last evaluation are not seen."""
+    last, when = 0, math.nan
+    for run in [trial_dir, *sorted(trial_dir.glob("part_*"))]:
+        if (run / "metrics.csv").exists():
+            with (run / "metrics.csv").open() as f:
+                steps = [int(r["step"]) for r in csv.DictReader(f)]
+            if steps and max(steps) > last:
+                last, when = max(steps), math.nan
+        if (run / "events.jsonl").exists():
+            for line in (run / "events.jsonl").read_text().splitlines():
+                e = json.loads(line)
+                if e.get("event") == "stopped" and e["step"] >= last:
+                    last, when = int(e["step"]), float(e["time"])
+    return last, when
+
+
+def _stop_decision(trial_dir: Path) -> tuple[int, float]:
+    """(step, time) at which the scheduler stopped the trial, from its stop.json; (-1, NaN) if none."""
+    path = trial_dir / "stop.json"
+    if not path.exists():
+        return -1, math.nan
+    d = json.loads(path.read_text())
+    return int(d["step"]), float(d["time"])
+
+
+def stop_waste(rows: list[TrialRow]) -> list[dict]:
+    """Per trial that the scheduler stopped: the step it was stopped at, the step its Train run
+    really stopped at, the steps between (trained for nothing) and the seconds between (NaN when
+    the run did not record its stop: ended with its actor, or a Train loop without stop files)."""
+    return [{"trial_id": r.trial_id, "decided_step": r.stop_step, "stopped_step": r.steps_trained,
+             "wasted_steps": r.steps_trained - r.stop_step, "seconds": r.trained_time - r.stop_time}
+            for r in rows if r.stop_step >= 0]
 
 
 def _trial_id(path: str) -> str | None:
@@ -117,7 +157,10 @@ def rows_from_grid(grid, keys: list[str], total_steps: int, trials_dir: Path | N
             measures={k: _num(m[k]) for k in (*MEASURES, *HELD_OUT) if k in m},
         ))
         if trials_dir is not None:
-            rows[-1].steps_trained = max(steps, _trained_steps(Path(trials_dir) / rows[-1].trial_id))
+            trial_dir = Path(trials_dir) / rows[-1].trial_id
+            trained, rows[-1].trained_time = _train_end(trial_dir)
+            rows[-1].steps_trained = max(steps, trained)
+            rows[-1].stop_step, rows[-1].stop_time = _stop_decision(trial_dir)
     return rows
 
 

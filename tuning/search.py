@@ -41,10 +41,13 @@ Run ``musicgan tune --help`` (or ``python -m tuning.search --help``) for the opt
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import os
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +59,19 @@ DATA_CPUS = 0.25  # Ray Data read/decode tasks of a trial: fractions fit beside 
 MODE = "min"
 OBJECTIVES = ("auto", "quality", "FMD")
 PBT_KEYS = ("optim.lr_g", "optim.lr_d")
+STOP_FILE = "stop.json"
+"""Written into a trial's folder by the driver the moment the scheduler stops the trial
+(:class:`StopSignal`); the Train loop checks for it every step and ends there."""
+# Ray Train's controller polls its workers for reports this often (Ray's default 2 s). A report
+# reaches Tune only at a poll, and the trial trains on meanwhile: on two cores 2 s was about
+# 6 steps of cpu-tiny. Propagated by Ray from the trial's process to its Train controller.
+TRAIN_POLL_INTERVAL_S = "0.1"
+STOP_GRACE_S = 10.0
+"""How long a stopped trial's actor waits for its Train run to end at the stop file before Tune
+ends the actor anyway. Ended with the actor, the run's workers are killed mid-step and its
+placement group is freed only by Ray Train's cleaner (which fails where one machine runs several
+Ray instances, and then later trials wait for CPUs that never come back)."""
+_TRAIN_RETURNED: dict[str, threading.Event] = {}  # trial id -> set once run_trial returned (trial actor)
 
 
 @dataclass
@@ -148,17 +164,48 @@ def run_trial(config: dict, base: dict, data_dir: str, trials_dir: str, pbt: boo
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False  # trials at once: bars would interleave
-    trial_dir = Path(trials_dir) / tune.get_context().get_trial_id()
-    if pbt:
-        return _run_pbt_segment(cfg, data_dir, trial_dir)
-    from ray.tune.integration.ray_train import TuneReportCallback
+    trial_id = tune.get_context().get_trial_id()
+    trial_dir = Path(trials_dir) / trial_id
+    # ray.train v2 hands RAY_TRAIN_* variables set here on to the controller (get_env_vars_to_propagate)
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_INTERVAL_S)
+    returned = _TRAIN_RETURNED.setdefault(trial_id, threading.Event())
+    returned.clear()
+    try:
+        if pbt:
+            return _run_pbt_segment(cfg, data_dir, trial_dir)
+        from ray.tune.integration.ray_train import TuneReportCallback
 
-    from musicgan.train import fit
+        from musicgan.train import fit
 
-    # Re-entering after an interruption resumes the Train run from its own latest checkpoint.
-    result = fit(cfg, data_dir, str(trial_dir), callbacks=[TuneReportCallback()], data_cpus_per_task=DATA_CPUS)
-    if result.error:
-        raise result.error
+        # Re-entering after an interruption resumes the Train run from its own latest checkpoint.
+        result = fit(cfg, data_dir, str(trial_dir), callbacks=[TuneReportCallback()], data_cpus_per_task=DATA_CPUS)
+        if result.error:
+            raise result.error
+    finally:
+        returned.set()
+
+
+def _await_stopped_run(trial_id: str, trials_dir: str) -> None:
+    """In the trial's actor, as Tune stops it: when the scheduler stopped the trial, wait (at most
+    STOP_GRACE_S) for its Train run, which ends at its next step once it sees the stop file, and
+    frees its own workers. A module function, so that this module's registry is the one read."""
+    returned = _TRAIN_RETURNED.get(trial_id)
+    if returned is not None and (Path(trials_dir) / trial_id / STOP_FILE).exists():
+        returned.wait(STOP_GRACE_S)
+
+
+def _stoppable(trial_fn, trials_dir: str):
+    """``trial_fn`` as Tune's trainable, whose actor, when the scheduler stopped the trial, first
+    lets its Train run end."""
+    from ray.tune.trainable import wrap_function
+
+    class Trial(wrap_function(trial_fn)):
+        def cleanup(self):
+            _await_stopped_run(self.trial_id, trials_dir)
+            super().cleanup()
+
+    Trial.__name__ = Trial.__qualname__ = trial_fn.__name__  # Tune names trial folders after it
+    return Trial
 
 
 def _forwarder(queue):
@@ -215,6 +262,56 @@ def _run_pbt_segment(cfg: Config, data_dir: str, trial_dir: Path) -> None:
         raise outcome["error"]
     if outcome["result"].error:
         raise outcome["result"].error
+
+
+@functools.cache
+def _stop_signal_class():
+    from ray.tune import Callback
+
+    from musicgan.storage import resolve
+
+    class StopSignal(Callback):
+        """On the driver: when the scheduler stops a trial, write ``stop.json`` in the trial's folder.
+
+        Tune's own stop ends the trial's actor, and with it the Train run, only after a save and a
+        graceful actor stop (seconds on two cores), while the Train workers keep training. The file
+        reaches the Train loop at its next step. Tune marks the result that the scheduler stopped
+        ``done`` before callbacks see it; a trial's last result is ``done`` too, but at the last step.
+        The file also records the decision (step, time) for the waste figures of benchmarks/tune_efficiency.py.
+        """
+
+        def __init__(self, trials_dir: str, total_steps: int):
+            self.trials_dir, self.total_steps = trials_dir, total_steps
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            step = int(result.get("step", 0))
+            if result.get("done") and step < self.total_steps:
+                resolve(Path(self.trials_dir) / trial.trial_id / STOP_FILE).write_json_atomic(
+                    {"step": step, "time": time.time()})
+
+    StopSignal.__module__, StopSignal.__qualname__ = __name__, "StopSignal"  # found by name: see __getattr__
+    return StopSignal
+
+
+def __getattr__(name: str):
+    # Tune pickles RunConfig's callbacks into the experiment state; unpickling finds the class here,
+    # built on first use so that importing this module does not import Ray.
+    if name == "StopSignal":
+        return _stop_signal_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def stop_signal(trials_dir: str, total_steps: int):
+    """The Tune callback that tells a stopped trial's Train loop to stop (see :data:`STOP_FILE`)."""
+    return _stop_signal_class()(trials_dir, total_steps)
+
+
+def make_trainable(cfg: Config, data_dir: str, trials_dir: str, pbt: bool = False):
+    """The Tune trainable of a search: :func:`run_trial` on ``cfg``, in an actor of DRIVER_CPUS."""
+    from ray import tune
+
+    trial_fn = tune.with_parameters(run_trial, base=to_dict(cfg), data_dir=data_dir, trials_dir=trials_dir, pbt=pbt)
+    return tune.with_resources(_stoppable(trial_fn, trials_dir), {"CPU": DRIVER_CPUS})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,10 +416,8 @@ def run_search(spec: SearchSpec, progress: bool = True):
     for p in params:
         print(f"  {p.key:24s} {p.describe()}")
 
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=to_dict(cfg), data_dir=str(Path(spec.data_dir).resolve()),
-                             trials_dir=str(run / "trials"), pbt=spec.scheduler == "pbt"),
-        {"CPU": DRIVER_CPUS})
+    trainable = make_trainable(cfg, str(Path(spec.data_dir).resolve()), str(run / "trials"),
+                               pbt=spec.scheduler == "pbt")
     experiment = run / "tune"
     if tune.Tuner.can_restore(str(experiment)):
         print(f"tune: resuming the search in {experiment} (finished trials are kept, not rerun)")
@@ -336,6 +431,7 @@ def run_search(spec: SearchSpec, progress: bool = True):
                                         search_alg=make_searcher(spec, concurrency, metric)),
             run_config=tune.RunConfig(
                 name="tune", storage_path=str(run), verbose=1 if progress else 0,
+                callbacks=[stop_signal(str(run / "trials"), cfg.train.total_steps)],
                 failure_config=tune.FailureConfig(max_failures=1),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if spec.scheduler == "pbt" else None)),
         )
