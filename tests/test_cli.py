@@ -48,7 +48,7 @@ ERRORS = {
     "unknown preset": (["train", "--data", "d", "--run-dir", "r", "--preset", "huge"], "unknown preset 'huge'"),
     "bad --set key": (["train", "--data", "{tmp}/nope", "--run-dir", "r", "--set", "optim.lr=1"],
                       "unknown config key 'optim.lr'"),
-    "unknown source": (["data", "build", "--source", "bahc", "--out", "{tmp}/o"], "bach, folk, bach-audio, notes"),
+    "unknown source": (["data", "build", "--source", "bahc", "--out", "{tmp}/o"], "bach, folk, palestrina, monteverdi, quartets, styles, bach-audio, notes"),
     "tune on missing data": (["tune", "--data", "{tmp}/nope", "--run-dir", "{tmp}/s"], "musicgan data build"),
     "jobs status without id": (["jobs", "status", "--address", "http://127.0.0.1:9"], "musicgan jobs list"),
     "jobs status with a bad id": (["jobs", "status", "../x", "--address", "http://127.0.0.1:9"], "not a Ray job id"),
