@@ -111,32 +111,39 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="tune-bench-"))
     ensure_ray()
     data = build("bach", str(out / "data"), FeatureConfig(), progress=False)
+
+    def number(v):
+        return (None if math.isnan(v) else round(v, 4)) if isinstance(v, float) else v
+
     results = []
     for i in range(args.runs):
         print(f"--- run {i + 1} of {args.runs}", flush=True)
         results.append(one_run(args, data.out, out / f"run{i}"))
+        print(json.dumps({"run": i + 1, **{k: number(v) for k, v in results[-1].items() if k != "waste"}}),
+              flush=True)  # each run's figures as soon as it ends: a long benchmark cut short keeps them
 
     def figure(k):
+        """median, min, max, and the worst run: the highest, or for noise (signed) the farthest from 0."""
         values = [r[k] for r in results if not math.isnan(r[k])]
-        return (statistics.median(values), min(values), max(values)) if values else (math.nan,) * 3
+        if not values:
+            return (math.nan,) * 4
+        worst = max(values, key=abs) if k == "noise" else max(values)
+        return statistics.median(values), min(values), max(values), worst
 
     report = {"benchmark": "tune_efficiency", "runs": args.runs, "trials": args.trials, "steps": args.steps,
               "every": args.every, "reduction_factor": args.reduction_factor}
     print(f"over {args.runs} run(s): median [min, max]")
     for k in ("step_fraction", "regret", "noise", "wasted_steps", "wasted_seconds_max", "seconds_asha",
               "seconds_full"):
-        med, lo, hi = figure(k)
+        med, lo, hi, worst = figure(k)
         target = f"  (target <= {TARGETS[k]}: {'met' if med <= TARGETS[k] else 'MISSED'} at the median)" \
             if k in TARGETS else ""
         print(f"  {k:20s} {med:8.3f} [{lo:.3f}, {hi:.3f}]{target}")
         report[k] = None if math.isnan(med) else round(med, 4)
-        report[f"{k}_worst"] = None if math.isnan(hi) else round(hi, 4)  # every figure here: higher is worse
+        report[f"{k}_worst"] = None if math.isnan(worst) else round(worst, 4)
         if k in TARGETS:
             report[f"target_{k}"] = TARGETS[k]
             report[f"{k}_met"] = bool(med <= TARGETS[k])
-    def number(v):
-        return (None if math.isnan(v) else round(v, 4)) if isinstance(v, float) else v
-
     report["per_run"] = [{k: number(v) for k, v in r.items() if k != "waste"} for r in results]
     print(json.dumps(report))
 
