@@ -63,8 +63,8 @@ STOP_FILE = "stop.json"
 """Written into a trial's folder by the driver the moment the scheduler stops the trial
 (:class:`StopSignal`); the Train loop checks for it every step and ends there."""
 # Ray Train's controller polls its workers for reports this often (Ray's default 2 s). A report
-# reaches Tune only at a poll, and the trial trains on meanwhile: on two cores 2 s was about
-# 6 steps of cpu-tiny. Propagated by Ray from the trial's process to its Train controller.
+# reaches Tune only at a poll, and the trial trains on meanwhile: up to 2 s of steps that a stop
+# decided on that report throws away. Propagated by Ray from the trial's process to its controller.
 TRAIN_POLL_INTERVAL_S = "0.1"
 STOP_GRACE_S = 10.0
 """How long a stopped trial's actor waits for its Train run to end at the stop file before Tune
