@@ -66,7 +66,7 @@ OBJECTIVES = ("auto", "quality", "FMD")
 PBT_KEYS = ("optim.lr_g", "optim.lr_d")
 STOP_FILE = "stop.json"
 """Written into a trial's folder by the driver the moment the scheduler stops the trial
-(:class:`StopSignal`); the Train loop checks for it every step and ends there."""
+(:class:`StopSignal`); the Train loop checks for it every step and ends there (musicgan.train.STOP_FILE)."""
 # Ray Train's controller polls its workers for reports this often (Ray's default 2 s). A report
 # reaches Tune only at a poll, and the trial trains on meanwhile: up to 2 s of steps that a stop
 # decided on that report throws away. Propagated by Ray from the trial's process to its controller.
@@ -194,6 +194,10 @@ def _await_stopped_run(trial_id: str, trials_dir: str) -> None:
     """In the trial's actor, as Tune stops it: when the scheduler stopped the trial, wait (at most
     STOP_GRACE_S) for its Train run, which ends at its next step once it sees the stop file, and
     frees its own workers. A module function, so that this module's registry is the one read."""
+    import musicgan.train
+
+    if getattr(musicgan.train, "STOP_FILE", None) != STOP_FILE:
+        return  # a Train loop that does not stop at the file: waiting would only add steps
     returned = _TRAIN_RETURNED.get(trial_id)
     if returned is not None and (Path(trials_dir) / trial_id / STOP_FILE).exists():
         returned.wait(STOP_GRACE_S)
