@@ -391,15 +391,21 @@ def generate_many(g: nn.Module, requests: list[Request], return_exceptions: bool
                 logits = g.logits(torch.cat(zs), torch.cat(zts), lab)
                 known = [(None, None)] * len(accepted)
             parts = logits.split(sizes)
-        done = iter(zip(accepted, gens, parts, known))
+        decoded = None
+        if accepted and g.output == "monophonic" and getattr(g, "leap_logits", None) is not None:
+            # the step-by-step decode is most of a request's time: one decode for the whole batch
+            decoded = _decode_many(g, accepted, gens, logits, *((context, mask) if masked else (None, None)))
+        done = iter(zip(accepted, gens, parts, known, decoded or [None] * len(accepted)))
         out: list = []
         for i in range(len(requests)):
             if i in refused:
                 out.append(refused[i])
                 continue
-            r, gen, part, (ctx, m) = next(done)
+            r, gen, part, (ctx, m), rolls = next(done)
             try:
-                out.append(_sample(g, r, gen, part, ctx, m))
+                if isinstance(rolls, BaseException):
+                    raise rolls
+                out.append(_sample(g, r, gen, part, ctx, m) if rolls is None else _known_kept(rolls, ctx, m))
             except Exception as e:
                 if not return_exceptions:
                     raise
@@ -424,6 +430,45 @@ def _known_problem(g: nn.Module, r: Request, shape: tuple[int, int]) -> Sampling
     return None
 
 
+def _decode_many(g: nn.Module, requests: list[Request], gens: list[torch.Generator], logits: torch.Tensor,
+                 context=None, mask=None) -> list:
+    """Every request's rolls from ONE leap-prior decode of the batch's logits; per request, its
+    ``[n, tracks, steps, pitches]`` one-hot roll or the :class:`SamplingError` its temperature caused.
+
+    Each request's rows are picked as :func:`_sample` picks them alone: argmax at temperature 0, else a
+    draw from its own generator, one draw per rendered step, in the same order. The leap prior adds
+    exact zeros outside one entry per row (:meth:`Generator.leap_bias`), so no row depends on another:
+    a request gets the same notes alone or in any batch."""
+    bounds = [0]
+    for r in requests:
+        bounds.append(bounds[-1] + r.n)
+    errors: dict[int, SamplingError] = {}
+
+    def pick(step: torch.Tensor) -> torch.Tensor:
+        idx = step.argmax(-1)
+        for j, (r, gen) in enumerate(zip(requests, gens)):
+            if r.temperature > 0 and j not in errors:
+                rows = slice(bounds[j], bounds[j + 1])
+                probs = torch.softmax(step[rows] / r.temperature, -1)
+                if not torch.isfinite(probs).all():
+                    errors[j] = SamplingError(f"temperature {r.temperature:g} is too low to sample at (the softened "
+                                              "distribution is not finite); use 0 for the most likely notes")
+                    continue
+                idx[rows] = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1,
+                                              generator=gen).view(probs.shape[:-1])
+        return torch.nn.functional.one_hot(idx, step.shape[-1])
+
+    rolls = g.decode(logits, pick, context, mask)[..., : g.n_pitches]
+    return [errors.get(j, rolls[bounds[j]: bounds[j + 1]]) for j in range(len(requests))]
+
+
+def _known_kept(roll: torch.Tensor, context=None, mask=None) -> torch.Tensor:
+    """A request's rolls with a masked generator's known cells copied in."""
+    if mask is not None:
+        roll = torch.where(mask[..., None], context > 0, roll.bool())
+    return roll.bool()
+
+
 def _sample(g: nn.Module, r: Request, gen: torch.Generator, part: torch.Tensor, context=None, mask=None) -> torch.Tensor:
     """One request's rolls from its share of the logits; a masked generator's known cells copied in."""
     if g.output == "monophonic":
@@ -446,9 +491,7 @@ def _sample(g: nn.Module, r: Request, gen: torch.Generator, part: torch.Tensor, 
     else:
         probs = torch.sigmoid(part)
         roll = (torch.rand(probs.shape, generator=gen) < probs) if r.temperature > 0 else probs > r.threshold
-    if mask is not None:
-        roll = torch.where(mask[..., None], context > 0, roll.bool())
-    return roll.bool()
+    return _known_kept(roll, context, mask)
 
 
 def generate(g: nn.Module, n: int, seed: int, labels: torch.Tensor | None = None, temperature: float = 0.0,

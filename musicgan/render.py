@@ -20,8 +20,21 @@ PANEL_WIDTH_IN = 3.2
 """A phrase's panel; longer pieces get wider panels, up to a row of four phrases."""
 
 
+_FEATURE_CONFIGS: dict[int, tuple[dict, FeatureConfig]] = {}
+
+
 def feature_config(data: dict) -> FeatureConfig:
-    return from_dict(FeatureConfig, data["feature_config"])
+    """The data's FeatureConfig (do not modify it: it is shared). Built once per feature-config dict:
+    ``from_dict`` reads the type hints each time, about a third of a served phrase's MIDI render."""
+    raw = data["feature_config"]
+    hit = _FEATURE_CONFIGS.get(id(raw))
+    if hit is not None and hit[0] is raw:  # the same dict object, still alive (held in the entry)
+        return hit[1]
+    fc = from_dict(FeatureConfig, raw)
+    if len(_FEATURE_CONFIGS) >= 64:  # per-request dicts (a transposed answer's) must not pile up
+        _FEATURE_CONFIGS.clear()
+    _FEATURE_CONFIGS[id(raw)] = (raw, fc)
+    return fc
 
 
 def to_midi(roll: np.ndarray, data: dict, tempo_qpm: float = 90.0):

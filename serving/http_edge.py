@@ -38,7 +38,11 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):  # an app deployed under a route prefix sees it in its paths
+            path = path[len(root):]
+        limit = self.path_limits.get(path, self.max_bytes)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length", b"").strip()
         if length and (not length.isdigit() or int(length) > limit):
