@@ -33,6 +33,10 @@ from musicgan.model import build_for_data
 from musicgan.storage import resolve
 
 FETCH_STEPS = 8  # training batches taken from Ray Data per iterator round trip
+# A run ends at the end of the step in which it finds this file in its run directory: a Tune search
+# writes it when its scheduler stops the trial (tuning/search.py, StopSignal). Tune's own stop kills
+# the run with the trial's actor mid-step, and only Ray Train's cleaner then frees its CPUs.
+STOP_FILE = "stop.json"
 QUALITY_KEYS = ("QN", "UPC", "EB", "polyphony", "in_scale", "TD", "pitch_range")
 VOICE_KEYS = ("leap_semitones", "octave_leaps", "parallels_per_100", "crossing", "spacing")
 # generated / held-out, plotted in metrics.png (1 = as in the data)
@@ -227,9 +231,12 @@ def train_func(config: dict) -> None:
                                 "restored": bool(restored)}) + "\n")
     t_start, step_start = time.time(), gan.step
     fmd_untrained = config.get("untrained_fmd")
+    stop_file = run_dir / STOP_FILE
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
         t = cfg.train
+        if _stop_requested(stop_file, device):
+            raise _Stopped(step)
         last = step == t.total_steps
         if rank == 0 and (step % 10 == 0 or step == step_start + 1 or last):
             rate = (step - step_start) / max(time.time() - t_start, 1e-9)
@@ -258,7 +265,35 @@ def train_func(config: dict) -> None:
             else:
                 ray.train.report(report, checkpoint=None, checkpoint_dir_name=name)
 
-    train(gan, batches(), cfg, on_step, device)
+    try:
+        train(gan, batches(), cfg, on_step, device)
+    except _Stopped as stop:
+        if rank == 0:  # where it really stopped: the cost a search counts (tuning/results.py)
+            with (run_dir / "events.jsonl").open("a") as f:
+                f.write(json.dumps({"event": "stopped", "time": time.time(), "step": stop.step}) + "\n")
+            print(f"[musicgan] stopped by the search at step {stop.step}", flush=True)
+
+
+def _stop_requested(stop_file: Path, device) -> bool:
+    """Whether the search asked this run to stop: a stat per step (microseconds). With several workers
+    every rank must stop at the same step (the next step's gradient all-reduce would wait forever for
+    a rank that left), so rank 0's answer is broadcast: one tiny collective a step."""
+    import torch.distributed as dist
+
+    stop = stop_file.exists()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        flag = torch.tensor([int(stop)], device=device)  # on the GPU under NCCL
+        dist.broadcast(flag, src=0)
+        stop = bool(flag.item())
+    return stop
+
+
+class _Stopped(Exception):
+    """Ends the loop cleanly after ``step`` steps (a plain return: no failure, no restart)."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
 
 
 def untrained_fmd(cfg: Config, data: dict, data_dir: str) -> float:
