@@ -465,35 +465,28 @@ class MusicGAN:
         try:
             samples, info = await self._originality(model, await make(), redraw, avoid)
             originality_headers(info, headers)
-            try:
-                if inline:
-                    content = draw(samples, info)
-                else:
-                    content = await asyncio.get_running_loop().run_in_executor(self.render_pool, draw, samples, info)
-            except Exception as e:
-                raise self._failure(e, "rendering") from None
-            self.served += 1
-            return content
+            return await self._render(draw, inline, samples, info)
         finally:
             self.in_flight.give_back(cost)
+
+    async def _render(self, draw, inline: bool, *arrays) -> bytes:
+        """``draw(*arrays)`` inline (cheap formats) or in the render pool; its failure a logged 500."""
+        try:
+            if inline:
+                content = draw(*arrays)
+            else:
+                content = await asyncio.get_running_loop().run_in_executor(self.render_pool, draw, *arrays)
+        except Exception as e:
+            raise self._failure(e, "rendering") from None
+        self.served += 1
+        return content
 
     async def _produce(self, model: LoadedModel, req, cost: Cost, draw, inline: bool) -> bytes:
         """Generate (batched) and render one request within the replica's in-flight budget."""
         if not self.in_flight.take(cost):
             raise self.in_flight.busy()
         try:
-            out = await self.forward((model, req))
-            if isinstance(out, BaseException):
-                raise self._failure(out, "generation")
-            try:
-                if inline:
-                    content = draw(out)
-                else:
-                    content = await asyncio.get_running_loop().run_in_executor(self.render_pool, draw, out)
-            except Exception as e:
-                raise self._failure(e, "rendering") from None
-            self.served += 1
-            return content
+            return await self._render(draw, inline, await self._forward(model, req))
         finally:
             self.in_flight.give_back(cost)
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from musicgan.families import get_family
 from serving.http_edge import json_safe, strict_json
-from serving.schema import MAX_BARS, MAX_SAMPLES, MIN_TEMPERATURE
+from serving.schema import MAX_BARS, MAX_SAMPLES, temperature_floor
 
 MAX_UPLOAD_BYTES = 256 * 1024
 """Largest form (a MIDI upload with its fields) an assistant route takes; a chorale is a few kB. Over it: 413."""
@@ -67,12 +67,7 @@ class TaskOptions(BaseModel):
                                   description="the label (style) to write in, where the model has several "
                                               "(GET /v1/model: styles)")
 
-    @field_validator("temperature")
-    @classmethod
-    def _temperature_floor(cls, value: float | None) -> float | None:
-        if value is not None and 0.0 < value < MIN_TEMPERATURE:
-            raise ValueError(f"temperature must be 0 (most likely notes) or at least {MIN_TEMPERATURE}; got {value:g}")
-        return value
+    _temperature_floor = field_validator("temperature")(staticmethod(temperature_floor))
 
 
 class HarmonizeRequest(TaskOptions):

@@ -29,6 +29,13 @@ AUDIO_GAP_S = 0.25  # silence between the clips of one WAV, so several notes are
 PIANOROLL_ONLY = ("n_bars", "temperature", "threshold", "condition", "tempo_qpm", "avoid_copies")
 
 
+def temperature_floor(value: float | None) -> float | None:
+    """A temperature is 0 (most likely notes) or at least :data:`MIN_TEMPERATURE` (the request models' check)."""
+    if value is not None and 0.0 < value < MIN_TEMPERATURE:
+        raise ValueError(f"temperature must be 0 (most likely notes) or at least {MIN_TEMPERATURE}; got {value:g}")
+    return value
+
+
 class GenerateRequest(BaseModel):
     """Body of ``POST /v1/generate``. Unknown fields are rejected (422), so typos do not pass silently."""
 
@@ -61,13 +68,7 @@ class GenerateRequest(BaseModel):
                                    description="spectrogram (audio) models: instrument name, one of the model's "
                                                "instruments (GET /v1/model); omitted: its first")
 
-    @field_validator("temperature")
-    @classmethod
-    def _temperature_floor(cls, value: float | None) -> float | None:
-        if value is not None and 0.0 < value < MIN_TEMPERATURE:
-            raise ValueError(f"temperature must be 0 (most likely notes) or at least {MIN_TEMPERATURE}; "
-                             f"got {value:g}")
-        return value
+    _temperature_floor = field_validator("temperature")(staticmethod(temperature_floor))
 
     @model_validator(mode="after")
     def _one_binarisation(self):
