@@ -17,6 +17,7 @@ import http.client
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,9 +93,10 @@ def test_schemathesis_finds_no_server_error_no_slow_answer_and_no_accepted_inval
            "--continue-on-failure", "--no-color"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)  # (its cache goes there)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    generated = int(run.stdout.split(" generated")[0].split()[-1])
-    assert generated >= 1000, run.stdout[-2000:]  # it really sent requests (the three operations)
-    assert "No issues found" in run.stdout, run.stdout[-3000:]
+    # "N generated, N passed": it really sent requests, and every one passed (a warning, such as most
+    # generated bodies being refused by the assistant routes of this unmasked model, is not a failure)
+    counts = re.search(r"(\d+) generated, (\d+) passed", run.stdout)
+    assert counts and int(counts.group(1)) >= 1000 and counts.group(1) == counts.group(2), run.stdout[-3000:]
 
 
 def test_the_server_answers_normally_after_the_fuzzing(server):
