@@ -39,13 +39,10 @@ demo: $(STAMP) sysdeps
 test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q tests
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/train_overhead.py
-	$(BIN)/python benchmarks/tune_efficiency.py
-	$(BIN)/python benchmarks/serve_load.py
-	$(BIN)/python benchmarks/audio_quality.py
+# every benchmark (ingest_feed and the training-quality ones included), then one summary table
+bench: $(STAMP) sysdeps
+	$(BIN)/python benchmarks/run_all.py --out bench-summary.md
 
 # fixed names only: clean never removes a path that came from the environment or the command line
 clean:
-	rm -rf demo .pytest_cache
+	rm -rf demo .pytest_cache bench-summary.md
