@@ -73,7 +73,8 @@ class Generator(nn.Module):
     def __init__(self, n_tracks: int, n_bars: int, steps_per_bar: int, n_pitches: int, latent_dim: int = 64,
                  track_latent_dim: int = 16, channels: int = 128, n_labels: int = 1, label_dim: int = 16,
                  output: str = "monophonic", time_upsample: int = 1, harmony: bool = True,
-                 voice_register: bool = False, leap_prior: bool = False, masked: bool = False):
+                 voice_register: bool = False, leap_prior: bool = False, masked: bool = False,
+                 label_register: bool = False):
         super().__init__()
         if steps_per_bar % (4 * time_upsample) or n_pitches % 12:
             raise ValueError("the generator needs steps_per_bar divisible by 4 * time_upsample and pitches by 12")
@@ -136,6 +137,10 @@ class Generator(nn.Module):
         # a learned logit per track and pitch (and rest): each voice's register, which the
         # translation-equivariant pitch convolutions can only reach through their input features
         self.register_bias = nn.Parameter(torch.zeros(n_tracks, n_out)) if voice_register else None
+        # the same per label (a style's voices sit in their own registers: a quartet's first violin
+        # above a chorale's soprano); only with several labels
+        self.label_register = (nn.Parameter(torch.zeros(n_labels, n_tracks, n_out))
+                               if label_register and n_labels > 1 else None)
         # a learned logit per track and leap size (0..pitches-1 semitones from the previous rendered
         # step's pitch): the notes of a voice are decoded one step after another, each choice
         # biased by the one before it (see :meth:`decode`)
@@ -193,6 +198,8 @@ class Generator(nn.Module):
             pitch = pitch + F.pad(local, (0, n_out - self.n_pitches))
         if self.register_bias is not None:
             pitch = pitch + self.register_bias[:, None]
+        if self.label_register is not None and labels is not None:  # [B, tracks, out] -> [B*bars, tracks, 1, out]
+            pitch = pitch + self.label_register[labels].repeat_interleave(self.n_bars, 0)[:, :, None]
         if self.time_upsample > 1:  # hold each rendered step
             pitch = pitch.repeat_interleave(self.time_upsample, dim=2)
         # [B, bars, tracks, steps_per_bar, P] -> [B, tracks, bars*steps_per_bar, P]
@@ -391,7 +398,8 @@ def build_models(model_cfg, example_shape: list[int], bars: int, n_labels: int) 
                   track_latent_dim=model_cfg.track_latent_dim, channels=model_cfg.channels, n_labels=n_labels,
                   label_dim=model_cfg.label_dim, output=model_cfg.output, time_upsample=model_cfg.time_upsample,
                   harmony=model_cfg.harmony_head, voice_register=model_cfg.voice_register,
-                  leap_prior=model_cfg.leap_prior, masked=model_cfg.masked)
+                  leap_prior=model_cfg.leap_prior, masked=model_cfg.masked,
+                  label_register=model_cfg.label_register)
     d = Critic(n_tracks, bars, steps_per_bar, n_pitches, channels=model_cfg.channels, n_labels=n_labels,
                register=model_cfg.critic_register, masked=model_cfg.masked)
     return g, d

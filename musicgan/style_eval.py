@@ -125,20 +125,30 @@ def evaluate_styles(checkpoint: str, data_dir: str, n_per_style: int = 256, seed
 
     from musicgan.checkpoint import find_latest, load_generator
     from musicgan.data.shards import ShardReader
-    from musicgan.evaluate import Reference, judge
-    from musicgan.gan import generate
     from musicgan.model import build_models
 
     path = find_latest(checkpoint)
     g, cfg, data, meta = load_generator(path)
-    labels = list(data["labels"])
-    if len(labels) < 2:
-        raise ValueError(f"{path} was trained on one style ({labels[0]}); style evaluation needs a styles build")
-    spb, low, names = data["steps_per_bar"], data["pitch_low"], data["track_names"]
-    val = ShardReader(data_dir, split="val").arrays()
-    train = ShardReader(data_dir, split="train").arrays()
+    if len(data["labels"]) < 2:
+        raise ValueError(f"{path} was trained on one style ({data['labels'][0]}); style evaluation needs a styles build")
     torch.manual_seed(cfg.train.seed)
-    untrained_g, _ = build_models(cfg.model, data["example_shape"], data["bars"], len(labels))
+    untrained_g, _ = build_models(cfg.model, data["example_shape"], data["bars"], len(data["labels"]))
+    report = evaluate_generator(g, untrained_g, data, ShardReader(data_dir, split="val").arrays(),
+                                ShardReader(data_dir, split="train").arrays(), n_per_style, seed)
+    return {"checkpoint": str(path), "step": meta["step"], "data": str(data_dir), **report}
+
+
+def evaluate_generator(g, untrained_g, data: dict, val: dict, train: dict, n_per_style: int = 256,
+                       seed: int = 0) -> dict:
+    """The style report for generator ``g`` (``untrained_g``: the FMD ratio's floor) against a build's
+    ``val`` and ``train`` arrays (``x``, ``label``, ``source``); ``data`` is the checkpoint's data dict."""
+    import torch
+
+    from musicgan.evaluate import Reference, judge
+    from musicgan.gan import generate
+
+    labels = list(data["labels"])
+    spb, low, names = data["steps_per_bar"], data["pitch_low"], data["track_names"]
     generated, real, report_styles = {}, {}, {}
     for s, name in enumerate(labels):
         rows, train_rows = val["label"] == s, train["label"] == s
@@ -166,7 +176,7 @@ def evaluate_styles(checkpoint: str, data_dir: str, n_per_style: int = 256, seed
     gen_x = {i: _features(generated[s], spb, low) for i, s in enumerate(styles)}
     acc = style_accuracy(real_x, real_y, gen_x, seed=seed)
     sep = style_separation(generated, real, spb, low, names)
-    return {"checkpoint": str(path), "step": meta["step"], "data": str(data_dir), "styles": [labels[s] for s in styles],
+    return {"styles": [labels[s] for s in styles],
             "per_style": report_styles, "classifier_ceiling": ceiling, "style_accuracy": acc["accuracy"],
             "style_accuracy_per_style": {labels[styles[i]]: v for i, v in acc["per_style"].items()},
             "confusion": acc["confusion"],

@@ -104,6 +104,21 @@ def test_voice_register_gives_each_voice_its_own_pitches():
     assert torch.equal(idx, torch.tensor([20, 12, 4])[None, :, None].expand_as(idx))
 
 
+def test_label_register_puts_each_label_in_its_own_register():
+    torch.manual_seed(0)
+    g = Generator(n_tracks=3, n_bars=2, steps_per_bar=16, n_pitches=24, latent_dim=8, track_latent_dim=4,
+                  channels=16, n_labels=2, voice_register=True, label_register=True)
+    with torch.no_grad():
+        g.label_register[0, :, 3] = 1e4   # label 0: every voice on pitch 3
+        g.label_register[1, :, 17] = 1e4  # label 1: every voice on pitch 17
+    z, zt = g.sample_latents(4)
+    idx = g(z, zt, torch.tensor([0, 1, 1, 0])).argmax(-1)  # [4, tracks, steps]
+    assert torch.equal(idx, torch.tensor([3, 17, 17, 3])[:, None, None].expand_as(idx))
+    # one label: no per-label table (nothing to tell apart)
+    assert Generator(n_tracks=3, n_bars=2, steps_per_bar=16, n_pitches=24, channels=16,
+                     label_register=True).label_register is None
+
+
 def test_critic_register_stream_sees_a_voice_moved_by_an_octave():
     """An octave shift leaves pitch classes, interval classes and onsets alone; the register stream
     tells the two phrases apart by absolute pitch."""
