@@ -248,6 +248,10 @@ class ModelConfig:
     voice_register: bool = False
     """G adds a learned logit per track and pitch: each voice's register (False in checkpoints
     from before it existed)."""
+    label_register: bool = False
+    """With several labels (styles), G adds a learned logit per label, track and pitch on top of
+    ``voice_register``: each style's voices keep their own registers (False in checkpoints from
+    before it existed)."""
     leap_prior: bool = False
     """G decodes each voice one rendered step after another, adding a learned logit per leap size
     (semitones from the step before) to each step: a voice's next note depends on its last
