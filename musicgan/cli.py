@@ -212,8 +212,8 @@ def add_data_parser(sub) -> None:
                     description="Build training data: Parquet shards plus manifest.json (`musicgan data build`).",
                     example="musicgan data build --source bach --out data/bach")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
-    pitch_defaults = "".join(f"; {s.name}: {s.features['pitch_low']}:{s.features['pitch_high']}"
-                             for s in sources.SOURCES.values() if "pitch_low" in s.features)
+    pitch_defaults = "".join(f"; {s.name}: {s.features.get('pitch_low', 36)}:{s.features.get('pitch_high', 84)}"
+                             for s in sources.SOURCES.values() if {"pitch_low", "pitch_high"} & set(s.features))
     b = dsub.add_parser(
         "build",
         help="turn MIDI or audio into Parquet shards for training",

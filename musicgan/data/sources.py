@@ -29,10 +29,13 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("monteverdi", "Monteverdi's madrigals inside music21 (48, 5 voices and continuo; 4 tracks by\n"
                          "register, as palestrina)"),
     Source("quartets", "string quartets by Haydn, Mozart and Beethoven inside music21 (46 movements;\n"
-                       "4 tracks by register; double stops keep their top note)"),
+                       "4 tracks by register; double stops keep their top note; pitches up to B6, as\n"
+                       "a first violin goes there)",
+           {"pitch_high": 96}),
     Source("styles", "bach, palestrina, monteverdi and quartets in one build, every phrase labelled\n"
                      "with its style (for one model conditioned on style); --limit counts files\n"
-                     "per style"),
+                     "per style; pitches 36:96, the quartets' range",
+           {"pitch_high": 96}),
     Source("bach-audio", "the chorales rendered to audio (FluidSynth if installed, else sine tones)",
            {"kind": "mel", "track_names": ["audio"]}),
     Source("notes", "single notes over a pitch x instrument x velocity grid (NSynth-like), rendered\n"

@@ -245,5 +245,7 @@ def test_styles_build_reads_back_with_one_label_index_per_style(styles_build):
 
     a = ShardReader(styles_build.out, split=None).arrays()
     assert sorted(set(a["label"].tolist())) == [0, 1, 2, 3]
-    assert a["x"].shape[1:] == (4, 64, 48)
+    assert a["x"].shape[1:] == (4, 64, 60)  # the styles source's default range, 36:96 (a first violin's)
+    fc = styles_build.manifest["feature_config"]
+    assert (fc["pitch_low"], fc["pitch_high"]) == (36, 96)
     assert (a["x"].sum(axis=3) <= 1).all()  # every voice plays at most one pitch per step
