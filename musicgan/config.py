@@ -359,10 +359,13 @@ class TrainConfig:
     """Ray Data local shuffle buffer, in rows."""
     threads_per_worker: int = 0
     """torch intra-op threads per worker; 0 = cpus_per_worker rounded up."""
-    cache_data: bool = False
-    """Read the training shards once into Ray's object store and stream every epoch from there. For
-    small sets whose epochs last a few steps (the 432-clip ``notes`` build: 6 steps): re-planning
-    the Parquet read each epoch cost more than the steps (2.2 s a step against 0.45 s)."""
+    cache_data: bool | str = "auto"
+    """``auto``, ``true`` or ``false``. ``true``: read the training shards once into Ray's object
+    store and feed every epoch from there; ``false``: stream them from the shards every epoch (the
+    mode for builds that do not fit); ``auto``: cache when the decoded train split is small
+    (:func:`musicgan.train.data_mode` says how small). Caching matters for small sets: re-planning the
+    Parquet read each epoch cost the 432-clip ``notes`` build 2.2 s a step against 0.45 s, and on two
+    cores streaming's read and decode share the training cores (benchmarks/ingest_feed.py)."""
 
 
 @dataclass
@@ -414,4 +417,21 @@ class Config:
                      "eval_every_steps"):
             if getattr(self.train, name) < 1:
                 raise ConfigError(f"train.{name} must be at least 1")
+        self.train.cache_data = cache_data_setting(self.train.cache_data)
         return self
+
+
+def cache_data_setting(value) -> bool | str:
+    """``train.cache_data`` as ``"auto"``, True or False. An override arrives as a string (the
+    field's default is the string ``auto``), a saved config as a bool; both are accepted."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == "auto":
+            return "auto"
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off"):
+            return False
+    raise ConfigError(f"train.cache_data must be auto, true or false, not {value!r}")

@@ -33,6 +33,14 @@ from musicgan.model import build_for_data
 from musicgan.storage import resolve
 
 FETCH_STEPS = 8  # training batches taken from Ray Data per iterator round trip
+PREFETCH_FETCHES = 2  # fetches (of FETCH_STEPS batches) Ray Data prepares ahead of the loop
+# train.cache_data=auto caches the decoded train split in the object store up to this size: the
+# cached blocks stay pinned for the whole run (a Tune search pins one copy per running trial), and
+# a cache the store cannot hold spills to disk, where every epoch reads it back slower than the
+# compressed shards stream. 1 GiB, or a quarter of the store where the store is smaller (it also
+# carries Ray Data's in-flight blocks and the checkpoints).
+CACHE_MAX_BYTES = 1 << 30
+CACHE_MAX_STORE_FRACTION = 0.25
 # A run ends at the end of the step in which it finds this file in its run directory: a Tune search
 # writes it when its scheduler stops the trial (tuning/search.py, StopSignal). Tune's own stop kills
 # the run with the trial's actor mid-step, and only Ray Train's cleaner then frees its CPUs.
@@ -204,23 +212,8 @@ def train_func(config: dict) -> None:
     if rank != 0 or not restored:
         torch.manual_seed(cfg.train.seed + 7919 * rank + gan.step)  # distinct, reproducible noise per rank
 
-    shard = ray.train.get_dataset_shard("train")
-    bs = cfg.train.batch_size_per_worker
-    to_tensors = family.batch_tensors(data, device)
-
-    def batches():
-        while True:
-            got = 0
-            # Fetch several steps' rows at once: fewer round trips through Ray Data's iterator,
-            # which shares this worker's Python interpreter and cores with the training step.
-            # Every rank gets the same rows per epoch (equal split), so the same number of steps.
-            for b in shard.iter_torch_batches(batch_size=bs * FETCH_STEPS, prefetch_batches=2,
-                                              local_shuffle_buffer_size=cfg.train.shuffle_buffer_rows, device=device):
-                got += len(b["x"]) // bs
-                for i in range(len(b["x"]) // bs):
-                    yield to_tensors(b, slice(i * bs, (i + 1) * bs))
-            if got == 0:
-                raise RuntimeError(f"worker {rank} received no full batch of {bs}; lower batch_size_per_worker")
+    batches = feed_batches(ray.train.get_dataset_shard("train"), cfg, family.batch_tensors(data, device), device,
+                           rank)
 
     evaluator = log = None
     if rank == 0:
@@ -266,12 +259,91 @@ def train_func(config: dict) -> None:
                 ray.train.report(report, checkpoint=None, checkpoint_dir_name=name)
 
     try:
-        train(gan, batches(), cfg, on_step, device)
+        train(gan, batches, cfg, on_step, device)
     except _Stopped as stop:
         if rank == 0:  # where it really stopped: the cost a search counts (tuning/results.py)
             with (run_dir / "events.jsonl").open("a") as f:
                 f.write(json.dumps({"event": "stopped", "time": time.time(), "step": stop.step}) + "\n")
             print(f"[musicgan] stopped by the search at step {stop.step}", flush=True)
+
+
+def feed_batches(shard, cfg: Config, to_tensors, device="auto", rank: int = 0):
+    """Training batches ``(real, labels)`` from this worker's Ray Data shard, epoch after epoch, forever.
+
+    Shared with benchmarks/ingest_feed.py, so the benchmark measures the feed that training uses.
+    Several steps' rows come per fetch: fewer round trips through Ray Data's iterator, which shares
+    this worker's Python interpreter and cores with the training step. Every rank gets the same rows
+    per epoch (equal split), so the same number of steps.
+    """
+    bs = cfg.train.batch_size_per_worker
+    while True:
+        got = 0
+        for b in shard.iter_torch_batches(batch_size=bs * FETCH_STEPS, prefetch_batches=PREFETCH_FETCHES,
+                                          local_shuffle_buffer_size=cfg.train.shuffle_buffer_rows, device=device):
+            got += len(b["x"]) // bs
+            for i in range(len(b["x"]) // bs):
+                yield to_tensors(b, slice(i * bs, (i + 1) * bs))
+        if got == 0:
+            raise RuntimeError(f"worker {rank} received no full batch of {bs}; lower batch_size_per_worker")
+
+
+def train_split_bytes(manifest: dict) -> int:
+    """What the decoded train split takes in the object store, from the manifest alone: rows times
+    one decoded example (pianorolls decode to uint8, mels to float32: data.shards._decode_batch) plus
+    the three int64 label columns. The shards' own bytes are no guide: zstd packs the bit-packed
+    chorales about 100x."""
+    per_example = math.prod(manifest["example_shape"]) * (1 if manifest["feature_config"]["kind"] == "pianoroll" else 4)
+    return manifest["counts"]["train_examples"] * (per_example + 3 * 8)
+
+
+def data_mode(cache_data, train_bytes: int, object_store_bytes: float | None = None) -> tuple[str, str]:
+    """``("cache" | "stream", why)`` for ``train.cache_data`` and a train split of ``train_bytes``
+    (decoded) on a cluster whose object store holds ``object_store_bytes`` (None: unknown, the 1 GiB
+    cap alone decides). Pure, so the decision is tested without Ray."""
+    from musicgan.config import cache_data_setting
+
+    setting = cache_data_setting(cache_data)
+    size = f"{_mib(train_bytes)} of decoded train rows"
+    if setting is True:
+        return "cache", f"train.cache_data=true; {size}"
+    if setting is False:
+        return "stream", f"train.cache_data=false; {size}"
+    limit, rule = float(CACHE_MAX_BYTES), f"the {_mib(CACHE_MAX_BYTES)} cap"
+    if object_store_bytes is not None and CACHE_MAX_STORE_FRACTION * object_store_bytes < limit:
+        limit = CACHE_MAX_STORE_FRACTION * object_store_bytes
+        rule = f"{CACHE_MAX_STORE_FRACTION:.0%} of the {_mib(object_store_bytes)} object store"
+    if train_bytes <= limit:
+        return "cache", f"auto: {size}, within {rule}"
+    return "stream", f"auto: {size}, more than {rule}"
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def data_line(mode: str, why: str) -> str:
+    """The one log line that says how a run is fed."""
+    return f"data: {'cached in the object store' if mode == 'cache' else 'streamed from the shards'} ({why})"
+
+
+def train_dataset(cfg: Config, data_dir: str, manifest: dict, cpus_per_task: float | None = None,
+                  mode: str | None = None):
+    """The train split as a Ray Dataset, cached or streamed as :func:`data_mode` decides (``mode``
+    forces one); returns ``(dataset, mode, why)``. Call after ``ensure_ray``. A cached set's block
+    order is reshuffled every epoch, as the streamed set's shard order is."""
+    import ray
+
+    from musicgan.data.shards import ray_dataset
+
+    if mode is None:
+        mode, why = data_mode(cfg.train.cache_data, train_split_bytes(manifest),
+                              ray.cluster_resources().get("object_store_memory"))
+    else:
+        why = f"forced; {_mib(train_split_bytes(manifest))} of decoded train rows"
+    ds = ray_dataset(data_dir, split="train", cpus_per_task=cpus_per_task)
+    if mode == "cache":
+        ds = ds.materialize().randomize_block_order()
+    return ds, mode, why
 
 
 def _stop_requested(stop_file: Path, device) -> bool:
@@ -315,7 +387,7 @@ def fit(cfg: Config, data_dir: str, run_dir: str, callbacks: list | None = None,
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from musicgan.data.shards import load_manifest, ray_dataset
+    from musicgan.data.shards import load_manifest
     from musicgan.ray_utils import ensure_ray
 
     manifest = load_manifest(data_dir)
@@ -331,9 +403,8 @@ def fit(cfg: Config, data_dir: str, run_dir: str, callbacks: list | None = None,
     (run / "config.json").write_text(json.dumps({"config": to_dict(cfg), "data": data, "data_dir": str(data_dir)},
                                                 indent=2))
     ensure_ray()
-    train_data = ray_dataset(data_dir, split="train", cpus_per_task=data_cpus_per_task)
-    if cfg.train.cache_data:
-        train_data = train_data.materialize()
+    train_data, mode, why = train_dataset(cfg, data_dir, manifest, data_cpus_per_task)
+    print(f"[musicgan] {data_line(mode, why)}", flush=True)
     trainer = TorchTrainer(
         train_func,
         train_loop_config={"cfg": to_dict(cfg), "data": data, "data_dir": str(Path(data_dir).resolve()),
