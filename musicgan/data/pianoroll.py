@@ -47,7 +47,8 @@ import math
 
 import numba
 import numpy as np
-import symusic
+from numpy.lib.stride_tricks import as_strided
+from symusic.core import ScoreTick
 
 from musicgan.config import BAND_TRACKS, FeatureConfig
 
@@ -93,7 +94,7 @@ def parse_midi(data: bytes, fc: FeatureConfig):
     if data[:4] != b"MThd":
         raise BadInput("not a MIDI file (no 'MThd' header)")
     try:
-        return symusic.Score.from_midi(data)
+        return ScoreTick.from_midi(data)  # what symusic.Score.from_midi dispatches to, minus its Python layer
     except Exception as e:  # symusic raises RuntimeError with a readable message
         raise BadInput(f"unreadable MIDI: {str(e).splitlines()[0][:200]}") from None
 
@@ -119,27 +120,30 @@ def band_track(program: int, is_drum: bool) -> str | None:
     return "drums" if is_drum else GM_PROGRAM_TRACK[program]
 
 
-def note_steps(score, fc: FeatureConfig):
-    """Every note as grid steps: ``(track, start_step, end_step, pitch)`` arrays, plus the length in steps."""
+def _check_tpq(score) -> int:
     tpq = int(score.ticks_per_quarter)
     if tpq <= 0:
         raise BadInput(f"invalid ticks per quarter note ({tpq})")
-    if fc.track_mode == "program":
-        return _band_note_steps(score, fc, tpq)
-    # One pass over the tracks: the i-th non-drum track with notes feeds output track i (or all
-    # feed track 0 when merging); extra tracks are ignored.
+    return tpq
+
+
+def _gather_notes(score, fc: FeatureConfig):
+    """``index``/``merge`` modes: ``(time, duration, pitch, counts)`` of the tracks that feed an output
+    track, concatenated. One pass over the tracks: the i-th non-drum track with notes feeds output
+    track i (or all feed track 0 when merging); extra tracks are ignored."""
     times, durations, pitches, counts = [], [], [], []
     merge, n_out = fc.track_mode == "merge", fc.n_tracks
     for track in score.tracks:
         if track.is_drum:
             continue
         notes = track.notes.numpy()
-        n = len(notes["time"])
+        time = notes["time"]
+        n = len(time)
         if n == 0:
             continue
         if not merge and len(counts) == n_out:
             break
-        times.append(notes["time"])
+        times.append(time)
         durations.append(notes["duration"])
         pitches.append(notes["pitch"])
         if merge and counts:
@@ -148,13 +152,114 @@ def note_steps(score, fc: FeatureConfig):
             counts.append(n)
     if not counts:
         raise BadInput("no notes")
-    track, start, end, pitch, n_steps = _to_steps(
-        np.concatenate(times), np.concatenate(durations), np.concatenate(pitches),
-        np.asarray(counts, np.int64), fc.steps_per_bar // 4, tpq)
+    if len(times) == 1:  # one voice: no copies
+        return times[0], durations[0], pitches[0], np.array(counts, np.int64)
+    return np.concatenate(times), np.concatenate(durations), np.concatenate(pitches), np.array(counts, np.int64)
+
+
+# A track's notes, read without notes.numpy(): symusic pickles a note list (``NoteTickList.__getstate__``)
+# as a uint32 count and then the C++ ``Note`` structs as they lie in memory (int32 time, int32
+# duration, int8 pitch, int8 velocity, 2 padding bytes). One bytes object per track is about 1 us;
+# ``numpy()`` builds a dict of four arrays, about 6 us a track, a quarter of the whole file's budget.
+# This layout is symusic's, not a documented format: it is checked once in a process
+# (:func:`_note_state_layout_ok`, on first use) and every buffer is checked again as it is decoded;
+# where either check fails the ``numpy()`` path (:func:`_gather_notes`) runs instead, same result.
+NOTE_STATE_HEADER_BYTES, NOTE_STATE_RECORD_BYTES = 4, 12
+
+
+def _gather_note_states(score, fc: FeatureConfig):
+    """:func:`_gather_notes`, each track's notes as its pickled note list: ``(bytes of every kept
+    track's state, counts)``; :func:`_decode_note_states` turns them into arrays in the kernel."""
+    states, counts = [], []
+    merge, n_out = fc.track_mode == "merge", fc.n_tracks
+    for track in score.tracks:
+        if track.is_drum:
+            continue
+        state = track.notes.__getstate__()
+        n = (len(state) - NOTE_STATE_HEADER_BYTES) // NOTE_STATE_RECORD_BYTES  # checked when decoded
+        if n <= 0:
+            continue
+        if not merge and len(counts) == n_out:
+            break
+        states.append(state)
+        if merge and counts:
+            counts[0] += n
+        else:
+            counts.append(n)
+    if not counts:
+        raise BadInput("no notes")
+    return np.frombuffer(b"".join(states), np.uint8), np.array(counts, np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _le_int32(buf, o):  # pragma: no cover (jitted)
+    v = np.int64(buf[o]) | np.int64(buf[o + 1]) << 8 | np.int64(buf[o + 2]) << 16 | np.int64(buf[o + 3]) << 24
+    return v - (np.int64(1) << 32) if v >= np.int64(1) << 31 else v
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_note_states(buf, n_notes):  # pragma: no cover (jitted)
+    """Concatenated pickled note lists -> ``(time, duration, pitch, ok)``; ``ok`` is False when the
+    buffer is not exactly ``n_notes`` records under their counts (a layout this code does not know)."""
+    time = np.empty(n_notes, np.int64)
+    duration = np.empty(n_notes, np.int64)
+    pitch = np.empty(n_notes, np.int64)
+    o, i = 0, 0
+    while o + NOTE_STATE_HEADER_BYTES <= buf.shape[0]:
+        n = _le_int32(buf, o)
+        o += NOTE_STATE_HEADER_BYTES
+        if n < 0 or i + n > n_notes or o + n * NOTE_STATE_RECORD_BYTES > buf.shape[0]:
+            return time, duration, pitch, False
+        for _ in range(n):
+            time[i] = _le_int32(buf, o)
+            duration[i] = _le_int32(buf, o + 4)
+            p = np.int64(buf[o + 8])
+            pitch[i] = p - 256 if p >= 128 else p
+            o += NOTE_STATE_RECORD_BYTES
+            i += 1
+    return time, duration, pitch, o == buf.shape[0] and i == n_notes
+
+
+def _note_state_layout_ok() -> bool:
+    """Whether this symusic pickles note lists as :func:`_decode_note_states` reads them: two known
+    notes (a negative time, a duration over 16 bits, pitch 127) must come back as they went in."""
+    try:
+        from symusic.core import NoteTickList
+
+        time, duration = np.array([7, -3], np.int32), np.array([70_000, 5], np.int32)
+        pitch = np.array([60, 127], np.int8)
+        state = NoteTickList.from_numpy(time, duration, pitch, np.array([90, 1], np.int8)).__getstate__()
+        t, d, p, ok = _decode_note_states(np.frombuffer(state, np.uint8), 2)
+        return bool(ok) and (t == time).all() and (d == duration).all() and (p == pitch).all()
+    except Exception:  # any surprise: use notes.numpy()
+        return False
+
+
+_note_states: bool | None = None  # _note_state_layout_ok(), asked on first use (it runs a jitted kernel)
+
+
+def _use_note_states() -> bool:
+    global _note_states
+    if _note_states is None:
+        _note_states = _note_state_layout_ok()
+    return _note_states
+
+
+def _check_steps(n_steps: int, fc: FeatureConfig) -> None:
     if n_steps > fc.max_steps_per_file:
         raise BadInput(f"too long ({n_steps} steps > max_steps_per_file {fc.max_steps_per_file})")
     if n_steps < 0:
         raise BadInput("negative note time")
+
+
+def note_steps(score, fc: FeatureConfig):
+    """Every note as grid steps: ``(track, start_step, end_step, pitch)`` arrays, plus the length in steps."""
+    tpq = _check_tpq(score)
+    if fc.track_mode == "program":
+        return _band_note_steps(score, fc, tpq)
+    time, duration, pitch, counts = _gather_notes(score, fc)
+    track, start, end, pitch, n_steps = _to_steps(time, duration, pitch, counts, fc.steps_per_bar // 4, tpq)
+    _check_steps(n_steps, fc)
     return track, start, end, pitch, n_steps
 
 
@@ -315,6 +420,100 @@ def _roll_and_windows(track, start, end, pitch, n_steps, n_tracks, band_lo, band
     return roll, fits, too_sparse, out_of_range, fixed_roll, fixed_outside
 
 
+@numba.njit(cache=True, nogil=True)
+def _phrase_windows(track, start, end, pitch, n_steps, n_tracks, pitch_low, pitch_high, transposes, hop_steps,
+                    bar_steps, length, min_active_fraction, fixed_track):  # pragma: no cover (jitted)
+    """Every downbeat window (``hop_steps`` apart) of the band roll, and which (transposition, window)
+    phrases are kept, with their start bars (int32) and transpositions (int8), shift by shift.
+
+    The roll is built once over the band of pitches any transposition can use; ``shift_lo[k]`` is
+    the band index where transposition k's range starts (-1: the range does not fit the band).
+    ``windows`` is a strided view ``[windows, length, tracks, band]`` of the roll, no copy.
+    Returns ``(windows, fits, shift_lo, start_bars, kept_transposes, too_sparse, out_of_range,
+    fixed_roll, fixed_outside)``."""
+    n_pitches = pitch_high - pitch_low
+    t_max, t_min = 0, 0
+    if transposes.shape[0]:  # no shift at all: no phrase, and no crash
+        t_max, t_min = transposes.max(), transposes.min()
+    band_lo = max(pitch_low - t_max, 0)
+    band_hi = min(pitch_high - t_min, 128)
+    shift_lo = np.empty(transposes.shape[0], np.int64)
+    for k in range(transposes.shape[0]):
+        lo = pitch_low - transposes[k] - band_lo
+        shift_lo[k] = lo if 0 <= lo and lo + n_pitches <= band_hi - band_lo else -1
+    starts = np.arange(0, n_steps - length + 1, hop_steps)
+    roll, fits, too_sparse, out_of_range, fixed_roll, fixed_outside = _roll_and_windows(
+        track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi, starts, length,
+        math.ceil(min_active_fraction * length), shift_lo, n_pitches, fixed_track, pitch_low)
+    n_kept = 0
+    for k in range(fits.shape[0]):
+        for w in range(fits.shape[1]):
+            n_kept += fits[k, w]
+    start_bars = np.empty(n_kept, np.int32)
+    kept_transposes = np.empty(n_kept, np.int8)
+    j = 0
+    for k in range(fits.shape[0]):
+        for w in range(fits.shape[1]):
+            if fits[k, w]:
+                start_bars[j] = starts[w] // bar_steps
+                kept_transposes[j] = transposes[k]
+                j += 1
+    windows = as_strided(roll, shape=(starts.shape[0], length, n_tracks, band_hi - band_lo),
+                         strides=(hop_steps * roll.strides[0], roll.strides[0], roll.strides[1], roll.strides[2]))
+    return (windows, fits, shift_lo, start_bars, kept_transposes, too_sparse, out_of_range, fixed_roll,
+            fixed_outside)
+
+
+@numba.njit(cache=True, nogil=True)
+def _notes_to_windows(time, duration, pitch, counts, steps_per_quarter, tpq, max_steps, n_tracks, pitch_low,
+                      pitch_high, transposes, hop_steps, bar_steps, length,
+                      min_active_fraction):  # pragma: no cover (jitted)
+    """``index``/``merge`` modes in one call: :func:`_to_steps` then :func:`_phrase_windows`, so the
+    step arrays never become Python objects (each array crossing the numba boundary costs about a
+    microsecond). Returns ``n_steps`` and then what :func:`_phrase_windows` returns, less the
+    drums; a file with no window (too short, too long, a negative time: :func:`_check_steps`
+    tells) gets no windows."""
+    track, start, end, pitch, n_steps = _to_steps(time, duration, pitch, counts, steps_per_quarter, tpq)
+    if n_steps < length or n_steps > max_steps:
+        track, start, end, pitch, n_steps_roll = track[:0], start[:0], end[:0], pitch[:0], length
+    else:
+        n_steps_roll = n_steps
+    windows, fits, shift_lo, start_bars, kept_transposes, too_sparse, out_of_range, _, _ = _phrase_windows(
+        track, start, end, pitch, n_steps_roll, n_tracks, pitch_low, pitch_high, transposes, hop_steps, bar_steps,
+        length, min_active_fraction, -1)
+    if n_steps_roll != n_steps:  # nothing to cut: an empty window set, never looked at
+        return n_steps, windows[:0], fits[:, :0], shift_lo, start_bars[:0], kept_transposes[:0], 0, 0
+    return n_steps, windows, fits, shift_lo, start_bars, kept_transposes, too_sparse, out_of_range
+
+
+@numba.njit(cache=True, nogil=True)
+def _states_to_windows(buf, counts, steps_per_quarter, tpq, max_steps, n_tracks, pitch_low, pitch_high,
+                       transposes, hop_steps, bar_steps, length, min_active_fraction):  # pragma: no cover (jitted)
+    """:func:`_notes_to_windows` from pickled note lists (:func:`_gather_note_states`); first the
+    decoder's ``ok``: when False nothing else is meaningful."""
+    time, duration, pitch, ok = _decode_note_states(buf, counts.sum())
+    return (ok,) + _notes_to_windows(time, duration, pitch, counts, steps_per_quarter, tpq, max_steps, n_tracks,
+                                     pitch_low, pitch_high, transposes, hop_steps, bar_steps, length,
+                                     min_active_fraction)
+
+
+@numba.njit(cache=True, nogil=True)
+def _states_to_phrases(buf, counts, steps_per_quarter, tpq, max_steps, n_tracks, pitch_low, pitch_high,
+                       transposes, hop_steps, bar_steps, length, min_active_fraction):  # pragma: no cover (jitted)
+    """:func:`_states_to_windows` for the usual file: one shift and every window kept, where the
+    windows (cropped to the pitch range) are the phrases. Returns ``(ok, usual, n_steps, phrases,
+    start_bars, kept_transposes, too_sparse, out_of_range)``, three arrays instead of five (boxing
+    an array for Python is about a microsecond); where ``usual`` is False the caller takes
+    :func:`_states_to_windows`."""
+    ok, n_steps, windows, fits, shift_lo, start_bars, kept_transposes, too_sparse, out_of_range = _states_to_windows(
+        buf, counts, steps_per_quarter, tpq, max_steps, n_tracks, pitch_low, pitch_high, transposes, hop_steps,
+        bar_steps, length, min_active_fraction)
+    usual = ok and shift_lo.shape[0] == 1 and windows.shape[0] > 0 and start_bars.shape[0] == windows.shape[0]
+    lo = shift_lo[0] if usual else 0
+    phrases = windows[:, :, :, lo : lo + pitch_high - pitch_low] if usual else windows[:0, :, :, :0]
+    return ok, usual, n_steps, phrases, start_bars, kept_transposes, too_sparse, out_of_range
+
+
 def fill_roll(n_tracks: int, n_steps: int, track, start, end, pitch, pitch_low: int, pitch_high: int) -> np.ndarray:
     """Time-major binary roll ``[steps, tracks, pitch_high - pitch_low]``; notes outside the range are left out."""
     return _fill_band(track, start, end, pitch, n_steps, n_tracks, pitch_low, pitch_high)[0]
@@ -326,6 +525,38 @@ def score_to_roll(score, fc: FeatureConfig) -> np.ndarray:
     return fill_roll(fc.n_tracks, n_steps, track, start, end, pitch, 0, 128).transpose(1, 0, 2)
 
 
+def _take_phrases(result: FileResult, windows, fits, shift_lo, start_bars, kept_transposes, fc: FeatureConfig,
+                  drums: int = -1, drum_windows=None) -> FileResult:
+    """Fill ``result`` with the kept windows, shift by shift, cropped to the pitch range.
+
+    ``windows`` is a strided view of the roll (as numpy's sliding_window_view makes): a copy
+    happens only to drop some windows, to stack several shifts, or to put in the untransposed drums."""
+    n_pitches = fc.n_pitches
+    result.start_bars, result.transposes = start_bars, kept_transposes
+    n_kept = len(start_bars)
+    if n_kept == 0:
+        result.phrases = np.zeros((0, fc.steps_per_phrase, fc.n_tracks, n_pitches), bool)
+        return result
+    if drums < 0 and n_kept == len(windows) and len(shift_lo) == 1:  # the usual case: every window, one shift
+        lo = shift_lo[0]
+        result.phrases = windows if lo == 0 and windows.shape[3] == n_pitches else windows[..., lo : lo + n_pitches]
+        return result
+    out = []
+    for k in range(len(shift_lo)):
+        keep = fits[k]
+        if keep.any():
+            lo = shift_lo[k]
+            taken = windows[..., lo : lo + n_pitches]
+            if drums >= 0:  # a copy (every shift shares the roll), then the untransposed drums
+                taken = taken[keep]
+                taken[:, :, drums] = drum_windows[keep]
+                out.append(taken)
+            else:
+                out.append(taken if keep.all() else taken[keep])  # [n, length, tracks, pitches]
+    result.phrases = out[0] if len(out) == 1 else np.concatenate(out)
+    return result
+
+
 def cut_phrases(n_steps: int, bar_steps: int, notes, fc: FeatureConfig) -> FileResult:
     """Phrases on downbeats, once per transposition, cropped to the pitch range.
 
@@ -334,51 +565,21 @@ def cut_phrases(n_steps: int, bar_steps: int, notes, fc: FeatureConfig) -> FileR
     are copied, whatever the file's length.
     """
     track, start, end, pitch = notes
-    length, n_tracks, n_pitches = fc.steps_per_phrase, fc.n_tracks, fc.n_pitches
+    length = fc.steps_per_phrase
     drums = fc.track_names.index("drums") if fc.track_mode == "program" and "drums" in fc.track_names else -1
     result = FileResult(None, None, None, n_steps)
-    out, bars, shifts = [], [], []
-    if n_steps >= length:
-        band_lo = max(fc.pitch_low - max(fc.transpose), 0)
-        band_hi = min(fc.pitch_high - min(fc.transpose), 128)
-        band = band_hi - band_lo
-        starts = np.arange(0, n_steps - length + 1, fc.hop_bars * bar_steps)
-        shift_lo = np.array([lo if 0 <= lo and lo + n_pitches <= band else -1
-                             for lo in (fc.pitch_low - t - band_lo for t in fc.transpose)], np.int64)
-        (roll, fits, result.phrases_too_sparse, result.phrases_out_of_range, drum_roll,
-         result.drum_hits_out_of_range) = _roll_and_windows(
-            track, start, end, pitch, n_steps, n_tracks, band_lo, band_hi, starts, length,
-            math.ceil(fc.min_active_fraction * length), shift_lo, n_pitches, drums, fc.pitch_low)
-        # Windows are equally spaced rows of the time-major roll: a strided view holds them all
-        # without copying (as numpy's sliding_window_view does); a copy happens only to drop some.
-        hop_stride = (starts[1] - starts[0]) * roll.strides[0] if len(starts) > 1 else roll.strides[0]
-        windows = np.ndarray((len(starts), length) + roll.shape[1:], bool, roll, 0, (hop_stride,) + roll.strides)
-        if drums >= 0:
-            drum_stride = (starts[1] - starts[0]) * drum_roll.strides[0] if len(starts) > 1 else drum_roll.strides[0]
-            drum_windows = np.ndarray((len(starts), length, n_pitches), bool, drum_roll, 0,
-                                      (drum_stride,) + drum_roll.strides)
-        for k, shift in enumerate(fc.transpose):
-            keep = fits[k]
-            n_keep = int(keep.sum())
-            if n_keep:
-                lo = shift_lo[k]
-                taken = windows[..., lo : lo + n_pitches]
-                if drums >= 0:  # a copy (every shift shares the roll), then the untransposed drums
-                    taken = taken[keep]
-                    taken[:, :, drums] = drum_windows[keep]
-                    out.append(taken)
-                else:
-                    out.append(taken if n_keep == len(keep) else taken[keep])  # [n, length, tracks, pitches]
-                bars.append(starts[keep] // bar_steps)
-                shifts.append(np.full(n_keep, shift, np.int8))
-    if out:
-        result.phrases = out[0] if len(out) == 1 else np.concatenate(out)
-        result.start_bars = (bars[0] if len(bars) == 1 else np.concatenate(bars)).astype(np.int32)
-        result.transposes = shifts[0] if len(shifts) == 1 else np.concatenate(shifts)
-    else:
-        result.phrases = np.zeros((0, length, n_tracks, n_pitches), bool)
-        result.start_bars, result.transposes = np.zeros(0, np.int32), np.zeros(0, np.int8)
-    return result
+    if n_steps < length:
+        return _take_phrases(result, None, None, None, np.zeros(0, np.int32), np.zeros(0, np.int8), fc)
+    hop_steps = fc.hop_bars * bar_steps
+    (windows, fits, shift_lo, start_bars, kept_transposes, result.phrases_too_sparse, result.phrases_out_of_range,
+     drum_roll, result.drum_hits_out_of_range) = _phrase_windows(
+        track, start, end, pitch, n_steps, fc.n_tracks, fc.pitch_low, fc.pitch_high,
+        np.array(fc.transpose, np.int8), hop_steps, bar_steps, length, float(fc.min_active_fraction), drums)
+    drum_windows = None
+    if drums >= 0:
+        drum_windows = np.ndarray((len(windows), length, fc.n_pitches), bool, drum_roll, 0,
+                                  (hop_steps * drum_roll.strides[0],) + drum_roll.strides)
+    return _take_phrases(result, windows, fits, shift_lo, start_bars, kept_transposes, fc, drums, drum_windows)
 
 
 def midi_to_phrases(data: bytes, fc: FeatureConfig) -> FileResult:
@@ -391,13 +592,35 @@ def midi_to_phrases(data: bytes, fc: FeatureConfig) -> FileResult:
             # Outside 5..1000 qpm. The grid is in ticks, so tempo cannot break the roll: keep the file.
             warnings.append("absurd tempo ignored (the step grid is tempo-free)")
             break
-    track, start, end, pitch, n_steps = note_steps(score, fc)
-    result = cut_phrases(n_steps, bar_steps, (track, start, end, pitch), fc)
-    if result.drum_hits_out_of_range:
-        warnings.append(f"{result.drum_hits_out_of_range} drum hits outside the pitch range "
-                        f"{fc.pitch_low}:{fc.pitch_high} left out (General MIDI drums lie in 35..81)")
-    result.warnings = warnings
-    return result
+    if fc.track_mode == "program":
+        track, start, end, pitch, n_steps = note_steps(score, fc)
+        result = cut_phrases(n_steps, bar_steps, (track, start, end, pitch), fc)
+        if result.drum_hits_out_of_range:
+            warnings.append(f"{result.drum_hits_out_of_range} drum hits outside the pitch range "
+                            f"{fc.pitch_low}:{fc.pitch_high} left out (General MIDI drums lie in 35..81)")
+        result.warnings = warnings
+        return result
+    # index / merge (the hot path): what note_steps + cut_phrases do, in one kernel call
+    tpq = _check_tpq(score)
+    grid = (fc.steps_per_bar // 4, tpq, fc.max_steps_per_file, fc.n_tracks, fc.pitch_low, fc.pitch_high,
+            np.array(fc.transpose, np.int8), fc.hop_bars * bar_steps, bar_steps, fc.steps_per_phrase,
+            float(fc.min_active_fraction))
+    ok = False
+    if _use_note_states():
+        states = _gather_note_states(score, fc)
+        ok, usual, n_steps, phrases, start_bars, kept_transposes, too_sparse, out_of_range = _states_to_phrases(
+            *states, *grid)
+        if usual:
+            _check_steps(n_steps, fc)  # cannot raise here (the file has windows), kept for the reader
+            return FileResult(phrases, start_bars, kept_transposes, n_steps, out_of_range, too_sparse, 0, warnings)
+        if ok:
+            ok, *found = _states_to_windows(*states, *grid)
+    if not ok:
+        found = _notes_to_windows(*_gather_notes(score, fc), *grid)
+    n_steps, windows, fits, shift_lo, start_bars, kept_transposes, too_sparse, out_of_range = found
+    _check_steps(n_steps, fc)
+    return _take_phrases(FileResult(None, None, None, n_steps, out_of_range, too_sparse, 0, warnings), windows,
+                         fits, shift_lo, start_bars, kept_transposes, fc)
 
 
 def pianoroll_of_file(data: bytes, fc: FeatureConfig) -> np.ndarray:

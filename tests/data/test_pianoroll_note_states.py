@@ -1,0 +1,117 @@
+"""The ingest hot path reads each track's notes from symusic's pickled note list instead of
+``notes.numpy()`` (see ``musicgan.data.pianoroll._gather_note_states``): it must give exactly what
+the ``numpy()`` path gives, and fall back to it when the bytes are not the layout it knows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from symusic import Note, Score, Track
+
+from musicgan.config import FeatureConfig
+from musicgan.data import pianoroll
+from musicgan.data.pianoroll import BadInput, midi_to_phrases
+from tests.midi_factory import midi_bytes
+
+TPQ = 480
+STEP = TPQ // 4
+
+
+def _score_bytes(tracks: list[tuple[bool, list[tuple[int, int, int]]]], tpq: int = TPQ) -> bytes:
+    """``tracks``: ``(is_drum, [(start_tick, end_tick, pitch), ...])`` each; a track may be empty."""
+    score = Score(tpq)
+    for is_drum, notes in tracks:
+        track = Track(program=0, is_drum=is_drum)
+        for start, end, pitch in notes:
+            track.notes.append(Note(start, end - start, pitch, 90))
+        score.tracks.append(track)
+    return score.dumps_midi()
+
+
+def _fields(r) -> tuple:
+    return (r.phrases.shape, r.phrases.tobytes(), r.start_bars.dtype, r.start_bars.tolist(), r.transposes.dtype,
+            r.transposes.tolist(), r.n_steps, r.phrases_out_of_range, r.phrases_too_sparse, r.warnings)
+
+
+def _both_paths(data: bytes, fc: FeatureConfig, monkeypatch) -> tuple:
+    """midi_to_phrases through the pickled notes, then through notes.numpy(); errors compare as text."""
+    out = []
+    for use_states in (True, False):
+        monkeypatch.setattr(pianoroll, "_note_states", use_states)
+        try:
+            out.append(_fields(midi_to_phrases(data, fc)))
+        except BadInput as e:
+            out.append(("BadInput", str(e)))
+    return tuple(out)
+
+
+def _chorale(bars: int, voices: int) -> list[list[tuple[int, int, int]]]:
+    """``voices`` tracks of quarter notes, each voice its own pitch walk (known, varied contents)."""
+    return [[(q * 4 * STEP, (q + 1) * 4 * STEP, 48 + 7 * v + (q * (v + 1)) % 11) for q in range(4 * bars)]
+            for v in range(voices)]
+
+
+def test_the_installed_symusic_pickles_notes_in_the_layout_decoded():
+    # If this fails after a symusic upgrade, ingest still works (the numpy() path) but loses its speed.
+    assert pianoroll._note_state_layout_ok()
+
+
+def test_decoder_reads_known_notes_and_refuses_a_buffer_that_is_not_whole_records():
+    from symusic.core import NoteTickList
+
+    notes = NoteTickList.from_numpy(np.array([0, 960, -5], np.int32), np.array([480, 123_456, 1], np.int32),
+                                    np.array([36, 83, 0], np.int8), np.array([1, 2, 3], np.int8))
+    buf = np.frombuffer(notes.__getstate__(), np.uint8)
+    time, duration, pitch, ok = pianoroll._decode_note_states(buf, 3)
+    assert ok
+    assert time.tolist() == [0, 960, -5] and duration.tolist() == [480, 123_456, 1] and pitch.tolist() == [36, 83, 0]
+    assert not pianoroll._decode_note_states(buf[:-1], 3)[3]  # a record cut short
+    assert not pianoroll._decode_note_states(buf, 2)[3]  # more notes than the caller counted
+    assert not pianoroll._decode_note_states(np.concatenate([buf, buf[:2]]), 3)[3]  # trailing bytes
+
+
+@pytest.mark.parametrize("fc", [
+    FeatureConfig(),
+    FeatureConfig(track_names=["all"], track_mode="merge"),
+    FeatureConfig(track_names=["a", "b"]),  # fewer output tracks than voices: the extra voices are ignored
+    FeatureConfig(transpose=[-2, 0, 3], min_active_fraction=0.9),
+    FeatureConfig(bars=2, hop_bars=2, pitch_low=50, pitch_high=70),
+], ids=["default", "merge", "two-tracks", "transposed", "narrow"])
+def test_pickled_notes_and_numpy_give_the_same_phrases(fc, monkeypatch):
+    files = [
+        midi_bytes(_chorale(9, 4)),
+        midi_bytes(_chorale(5, 3) + [[]]),  # an empty track
+        midi_bytes(_chorale(2, 4)),  # shorter than a phrase at bars=4
+        midi_bytes(_chorale(6, 4), tpq=96),
+        _score_bytes([(False, n) for n in _chorale(6, 2)[:1]] + [(True, [(0, STEP, 36), (STEP, 2 * STEP, 38)])]
+                     + [(False, [])] + [(False, n) for n in _chorale(6, 3)[1:]]),  # drums and an empty track
+        _score_bytes([(True, [(0, 4 * STEP, 40)])]),  # drums only: no notes
+    ]
+    for data in files:
+        fast, reference = _both_paths(data, fc, monkeypatch)
+        assert fast == reference
+
+
+def test_the_bach_chorales_give_the_same_phrases_on_both_paths(bach_midi, monkeypatch):
+    fc = FeatureConfig()
+    for path in bach_midi[:8]:
+        fast, reference = _both_paths(path.read_bytes(), fc, monkeypatch)
+        assert fast == reference
+        assert fast[0][0] > 0  # phrases were cut, so the comparison compared something
+
+
+def test_a_buffer_the_decoder_refuses_falls_back_to_numpy(monkeypatch):
+    fc = FeatureConfig(track_names=["a", "b", "c"])
+    data = midi_bytes(_chorale(6, 3))
+    monkeypatch.setattr(pianoroll, "_note_states", False)
+    expected = _fields(midi_to_phrases(data, fc))
+    assert expected[0][0] > 0
+    real = pianoroll._gather_note_states
+
+    def cut_short(score, fc):
+        buf, counts = real(score, fc)
+        return buf[:-5], counts  # not whole records: the kernel says so and the numpy() path runs
+
+    monkeypatch.setattr(pianoroll, "_note_states", True)
+    monkeypatch.setattr(pianoroll, "_gather_note_states", cut_short)
+    assert _fields(midi_to_phrases(data, fc)) == expected
