@@ -107,6 +107,10 @@ def bar_steps_of(score, fc: FeatureConfig) -> int:
         if not (1 <= num <= 64 and 1 <= den <= 64 and den & (den - 1) == 0):
             raise BadInput(f"invalid time signature {num}/{den}")
         first = first or (num, den)
+    return _bar_steps(first, fc)
+
+
+def _bar_steps(first: tuple[int, int] | None, fc: FeatureConfig) -> int:
     if first is None:
         return fc.steps_per_bar
     steps = fc.steps_per_bar * first[0] / first[1]
@@ -235,6 +239,60 @@ def _note_state_layout_ok() -> bool:
         return False
 
 
+# TimeSignature: int32 time, uint8 numerator, uint8 denominator, 2 padding; Tempo: int32 time, int32 mspq
+META_STATE_RECORD_BYTES = 8
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_meta_states(ts_buf, tempo_buf):  # pragma: no cover (jitted)
+    """Pickled time signatures and tempos -> what :func:`bar_steps_of` and the tempo check in
+    :func:`midi_to_phrases` read from them, without a Python object per event:
+    ``(ok, n_signatures, numerator, denominator, invalid, absurd_tempo)``. ``numerator/denominator``
+    are the first invalid signature's where ``invalid``, else the first signature's. ``ok`` is False
+    when a buffer is not whole records under its count."""
+    n_ts = _le_int32(ts_buf, 0) if ts_buf.shape[0] >= NOTE_STATE_HEADER_BYTES else -1
+    n_tempo = _le_int32(tempo_buf, 0) if tempo_buf.shape[0] >= NOTE_STATE_HEADER_BYTES else -1
+    if (n_ts < 0 or n_tempo < 0 or ts_buf.shape[0] != NOTE_STATE_HEADER_BYTES + n_ts * META_STATE_RECORD_BYTES
+            or tempo_buf.shape[0] != NOTE_STATE_HEADER_BYTES + n_tempo * META_STATE_RECORD_BYTES):
+        return False, 0, 0, 0, False, False
+    num, den, invalid = 0, 0, False
+    for i in range(n_ts):
+        o = NOTE_STATE_HEADER_BYTES + i * META_STATE_RECORD_BYTES + 4
+        a, b = np.int64(ts_buf[o]), np.int64(ts_buf[o + 1])
+        if not (1 <= a <= 64 and 1 <= b <= 64 and b & (b - 1) == 0):
+            num, den, invalid = a, b, True
+            break
+        if i == 0:
+            num, den = a, b
+    absurd = False
+    for i in range(n_tempo):
+        mspq = _le_int32(tempo_buf, NOTE_STATE_HEADER_BYTES + i * META_STATE_RECORD_BYTES + 4)
+        if not 60_000 <= mspq <= 12_000_000:
+            absurd = True
+            break
+    return True, n_ts, num, den, invalid, absurd
+
+
+def _meta_state_layout_ok() -> bool:
+    """Whether this symusic pickles time signatures and tempos as :func:`_decode_meta_states` reads
+    them: known lists (a valid 3/8; an invalid 65/4 second; an absurd second tempo) must decode so."""
+    try:
+        from symusic.core import TempoTickList, TimeSignatureTickList
+
+        def buf(state: bytes) -> np.ndarray:
+            return np.frombuffer(state, np.uint8)
+
+        ts = TimeSignatureTickList.from_numpy(np.array([0, 960], np.int32), np.array([3, 65], np.uint8),
+                                              np.array([8, 4], np.uint8))
+        tempos = TempoTickList.from_numpy(np.array([0, 480], np.int32), np.array([12_000_000, 59_999], np.int32))
+        calm = TempoTickList.from_numpy(np.array([0], np.int32), np.array([60_000], np.int32))
+        return (_decode_meta_states(buf(ts.__getstate__()), buf(tempos.__getstate__())) == (True, 2, 65, 4, True, True)
+                and _decode_meta_states(buf(ts[:1].__getstate__()), buf(calm.__getstate__()))
+                == (True, 1, 3, 8, False, False))
+    except Exception:  # any surprise: read them through symusic's objects
+        return False
+
+
 _note_states: bool | None = None  # _note_state_layout_ok(), asked on first use (it runs a jitted kernel)
 
 
@@ -243,6 +301,35 @@ def _use_note_states() -> bool:
     if _note_states is None:
         _note_states = _note_state_layout_ok()
     return _note_states
+
+
+_meta_states: bool | None = None  # _meta_state_layout_ok(), asked on first use
+
+
+def _use_meta_states() -> bool:
+    global _meta_states
+    if _meta_states is None:
+        _meta_states = _meta_state_layout_ok()
+    return _meta_states
+
+
+def _bar_steps_and_warnings(score, fc: FeatureConfig) -> tuple[int, list[str]]:
+    """:func:`bar_steps_of` and the tempo check of :func:`midi_to_phrases`, from the pickled lists
+    where their layout is known (an event's Python object costs more than the whole decode)."""
+    found = None
+    if _use_meta_states():
+        found = _decode_meta_states(np.frombuffer(score.time_signatures.__getstate__(), np.uint8),
+                                    np.frombuffer(score.tempos.__getstate__(), np.uint8))
+    if found is not None and found[0]:
+        _, n_signatures, num, den, invalid, absurd = found
+        if invalid:
+            raise BadInput(f"invalid time signature {num}/{den}")
+        bar_steps = _bar_steps((num, den) if n_signatures else None, fc)
+    else:
+        bar_steps = bar_steps_of(score, fc)
+        absurd = any(not 60_000 <= tempo.mspq <= 12_000_000 for tempo in score.tempos)
+    # Outside 5..1000 qpm. The grid is in ticks, so tempo cannot break the roll: keep the file.
+    return bar_steps, ["absurd tempo ignored (the step grid is tempo-free)"] if absurd else []
 
 
 def _check_steps(n_steps: int, fc: FeatureConfig) -> None:
@@ -585,13 +672,7 @@ def cut_phrases(n_steps: int, bar_steps: int, notes, fc: FeatureConfig) -> FileR
 def midi_to_phrases(data: bytes, fc: FeatureConfig) -> FileResult:
     """The whole per-file feature extraction: parse, roll, phrases. Raises :class:`BadInput`."""
     score = parse_midi(data, fc)
-    bar_steps = bar_steps_of(score, fc)
-    warnings = []
-    for tempo in score.tempos:  # usually one: a plain loop beats numpy's set-up cost
-        if not 60_000 <= tempo.mspq <= 12_000_000:
-            # Outside 5..1000 qpm. The grid is in ticks, so tempo cannot break the roll: keep the file.
-            warnings.append("absurd tempo ignored (the step grid is tempo-free)")
-            break
+    bar_steps, warnings = _bar_steps_and_warnings(score, fc)
     if fc.track_mode == "program":
         track, start, end, pitch, n_steps = note_steps(score, fc)
         result = cut_phrases(n_steps, bar_steps, (track, start, end, pitch), fc)

@@ -115,3 +115,48 @@ def test_a_buffer_the_decoder_refuses_falls_back_to_numpy(monkeypatch):
     monkeypatch.setattr(pianoroll, "_note_states", True)
     monkeypatch.setattr(pianoroll, "_gather_note_states", cut_short)
     assert _fields(midi_to_phrases(data, fc)) == expected
+
+
+def test_the_installed_symusic_pickles_time_signatures_and_tempos_in_the_layout_decoded():
+    assert pianoroll._meta_state_layout_ok()
+
+
+def _with_meta(numerator: int, denominator: int, mspq: int) -> bytes:
+    from symusic import Tempo, TimeSignature
+
+    score = Score.from_midi(midi_bytes(_chorale(6, 4)))
+    score.time_signatures = [TimeSignature(0, numerator, denominator)]
+    score.tempos = [Tempo(0, mspq=mspq)]
+    return score.dumps_midi()
+
+
+@pytest.mark.parametrize("meta, outcome", [
+    ((3, 4, 500_000), "3/4 bars"),
+    ((4, 4, 50_000), "absurd tempo warning"),
+    ((65, 4, 500_000), "invalid time signature 65/4"),
+    ((3, 32, 500_000), "does not fit a grid"),  # 1.5 steps a bar
+])
+def test_time_signature_and_tempo_read_from_pickles_as_from_objects(meta, outcome, monkeypatch):
+    data = _with_meta(*meta)
+    results = []
+    for use_states in (True, False):
+        monkeypatch.setattr(pianoroll, "_meta_states", use_states)
+        try:
+            results.append(_fields(midi_to_phrases(data, FeatureConfig())))
+        except BadInput as e:
+            results.append(("BadInput", str(e)))
+    assert results[0] == results[1]
+    if outcome == "3/4 bars":
+        assert results[0][3][:3] == [0, 1, 2]  # phrases start every 3/4 bar (12 steps), numbered by bar
+    elif outcome == "absurd tempo warning":
+        assert results[0][-1] == ["absurd tempo ignored (the step grid is tempo-free)"]
+    else:
+        assert results[0][0] == "BadInput" and outcome in results[0][1]
+
+
+def test_refused_meta_buffers_fall_back_to_symusic_objects(monkeypatch):
+    data = _with_meta(4, 4, 50_000)
+    monkeypatch.setattr(pianoroll, "_meta_states", True)
+    monkeypatch.setattr(pianoroll, "_decode_meta_states", lambda ts, tempos: (False, 0, 0, 0, False, False))
+    r = midi_to_phrases(data, FeatureConfig())
+    assert r.warnings == ["absurd tempo ignored (the step grid is tempo-free)"] and len(r.phrases) > 0
