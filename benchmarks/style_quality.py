@@ -16,7 +16,7 @@ the data has several labels), then reports:
 
 Ends with one JSON line: each figure, a boolean ``<figure>_met`` per target, and the checkpoint.
 
-    python benchmarks/style_quality.py [--preset cpu] [--data BUILD] [--model RUN] [--n 256]
+    python benchmarks/style_quality.py [--preset cpu-styles] [--data BUILD] [--model RUN] [--n 256]
 """
 
 import json
@@ -43,7 +43,7 @@ def styles_build(out: Path, data: str | None) -> str:
 def main() -> int:
     from musicgan.style_eval import STYLE_ACCURACY_OF_CEILING_MIN, STYLE_SEPARATION_MIN, evaluate_styles
 
-    ap = run_options(__doc__.split("\n")[0], "cpu", "/tmp/musicgan-style-quality", 256, "generated phrases per style")
+    ap = run_options(__doc__.split("\n")[0], "cpu-styles", "/tmp/musicgan-style-quality", 256, "generated phrases per style")
     args = ap.parse_args()
     out = Path(args.out).resolve()
     data = styles_build(out, args.data)

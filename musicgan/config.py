@@ -259,6 +259,10 @@ class ModelConfig:
     critic_register: bool = False
     """The critic gets a register stream: each voice's absolute pitch per step, not only its
     pitch class, contour and intervals (False in checkpoints from before it existed)."""
+    critic_classifier: bool = False
+    """With several labels (styles), the critic also names each phrase's label (AC-GAN, weighted by
+    ``loss.aux_weight``): it learns from real phrases, and G is trained to be named as asked, on top
+    of the projection conditioning (False in checkpoints from before it existed)."""
     masked: bool = False
     """The creation assistant's generator: G also takes the known cells of a roll and a mask over
     (track, step), and returns the full roll with the known cells copied in; it harmonizes,
@@ -314,8 +318,9 @@ class LossConfig:
     so unconditional generation keeps only the adversarial and statistics terms). It ties the
     written voices to the given ones, as pix2pix's L1 term does; more weight, less variety. 0 = off."""
     aux_weight: float = 1.0
-    """Weight of the auxiliary classifier's cross-entropy (spectrogram family, AC-GAN): the critic
-    learns to name the pitch and instrument of real clips, and G is pushed to make clips it names right."""
+    """Weight of the auxiliary classifier's cross-entropy (AC-GAN; the spectrogram family, and
+    ``model.critic_classifier``): the critic learns to name the labels of real examples (pitch and
+    instrument; style), and G is pushed to make examples it names right."""
 
 
 @dataclass

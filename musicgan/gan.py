@@ -65,7 +65,9 @@ def _critic(d: nn.Module, x: torch.Tensor, labels: torch.Tensor | None, mask: to
 
 
 def aux_loss(aux: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
-    """AC-GAN classifier loss: the summed cross-entropy of each head against its label column."""
+    """AC-GAN classifier loss: the summed cross-entropy of each head against its label column (a
+    1-D ``labels`` is one column)."""
+    labels = labels[:, None] if labels.dim() == 1 else labels
     return sum(torch.nn.functional.cross_entropy(logits.float(), labels[:, i]) for i, logits in enumerate(aux))
 
 
@@ -111,7 +113,7 @@ def critic_step(gan: GAN, real: torch.Tensor, labels: torch.Tensor | None, cfg: 
         ac = aux_loss(tuple(a[:b] for a in aux), labels)
         loss = loss + cfg.loss.aux_weight * ac
         out["aux_real"] = ac.item()
-        out["aux_acc_real"] = (aux[0][:b].argmax(1) == labels[:, 0]).float().mean().item()
+        out["aux_acc_real"] = (aux[0][:b].argmax(1) == (labels if labels.dim() == 1 else labels[:, 0])).float().mean().item()
     gan.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     gan.opt_d.step()

@@ -303,7 +303,7 @@ class Generator(nn.Module):
 
 class Critic(nn.Module):
     def __init__(self, n_tracks: int, n_bars: int, steps_per_bar: int, n_pitches: int, channels: int = 128,
-                 n_labels: int = 1, register: bool = False, masked: bool = False):
+                 n_labels: int = 1, register: bool = False, masked: bool = False, classifier: bool = False):
         super().__init__()
         c = max(channels // 2, 8)
         self.masked = masked
@@ -356,6 +356,8 @@ class Critic(nn.Module):
         self.phrase = nn.Sequential(nn.Conv1d(joined, 2 * c, 1), act, nn.Conv1d(2 * c, 2 * c, n_bars), act)
         self.out = nn.Linear(2 * c, 1)
         self.embed = nn.Embedding(n_labels, 2 * c) if n_labels > 1 else None
+        # AC-GAN: a head that names the label (the style) of a phrase; G is trained to be named as asked
+        self.classify = nn.Linear(2 * c, n_labels) if classifier and n_labels > 1 else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -387,6 +389,8 @@ class Critic(nn.Module):
         score = self.out(h).squeeze(1)
         if self.embed is not None and labels is not None:
             score = score + (self.embed(labels) * h).sum(1)
+        if self.classify is not None:
+            return score, self.classify(h)
         return score
 
 
@@ -401,7 +405,8 @@ def build_models(model_cfg, example_shape: list[int], bars: int, n_labels: int) 
                   leap_prior=model_cfg.leap_prior, masked=model_cfg.masked,
                   label_register=model_cfg.label_register)
     d = Critic(n_tracks, bars, steps_per_bar, n_pitches, channels=model_cfg.channels, n_labels=n_labels,
-               register=model_cfg.critic_register, masked=model_cfg.masked)
+               register=model_cfg.critic_register, masked=model_cfg.masked,
+               classifier=model_cfg.critic_classifier)
     return g, d
 
 

@@ -37,6 +37,14 @@ PRESETS: dict[str, list[str]] = {
     "cpu-masked": (MASKED := CPU + ["model.masked=true", "loss.recon_weight=1", "train.total_steps=900"]),
     # the same for the 30-minute budget
     "cpu-masked-long": MASKED + ["train.total_steps=1800"],
+    # --- one model over the embedded styles (`data build --source styles`), conditioned on the style ---
+    # the cpu preset plus a register per style and voice and an AC-GAN head in the critic that names
+    # the style. Plain-loop proxy runs on the styles build (batch 64, one seed, issue 16): at 1,000
+    # steps the per-style register took style accuracy from 0.39 to 0.56 of the classifier's ceiling
+    # (GPU proxy); at 500 steps the critic's head took it from 0.47 to 0.53 (CPU proxy); sampling
+    # the styles uniformly instead of as the data holds them did not help (0.34-0.41). 1,900 steps:
+    # the 30-minute budget on two workers (the styles' 60 pitches cost more than the chorales' 48).
+    "cpu-styles": CPU + ["model.label_register=true", "model.critic_classifier=true", "train.total_steps=1900"],
     # MuseGAN scale, for GPU clusters
     "gpu": [
         "model.latent_dim=128", "model.track_latent_dim=32", "model.channels=512",
