@@ -133,32 +133,40 @@ def _check_tpq(score) -> int:
 
 def _gather_notes(score, fc: FeatureConfig):
     """``index``/``merge`` modes: ``(time, duration, pitch, counts)`` of the tracks that feed an output
-    track, concatenated. One pass over the tracks: the i-th non-drum track with notes feeds output
-    track i (or all feed track 0 when merging); extra tracks are ignored."""
-    times, durations, pitches, counts = [], [], [], []
+    track, concatenated."""
+    kept, counts = _feeding_tracks(score, fc, lambda track: _notes_and_count(track.notes.numpy()))
+    if len(kept) == 1:  # one voice: no copies
+        return kept[0]["time"], kept[0]["duration"], kept[0]["pitch"], counts
+    return (np.concatenate([k["time"] for k in kept]), np.concatenate([k["duration"] for k in kept]),
+            np.concatenate([k["pitch"] for k in kept]), counts)
+
+
+def _notes_and_count(notes: dict) -> tuple[dict, int]:
+    return notes, len(notes["time"])
+
+
+def _feeding_tracks(score, fc: FeatureConfig, read) -> tuple[list, np.ndarray]:
+    """One pass over the tracks: the i-th non-drum track with notes feeds output track i (or all feed
+    track 0 when merging); extra tracks are ignored. ``read(track)`` gives ``(what to keep, notes)``;
+    returns what was kept of each feeding track and the note count per output track."""
+    kept, counts = [], []
     merge, n_out = fc.track_mode == "merge", fc.n_tracks
     for track in score.tracks:
         if track.is_drum:
             continue
-        notes = track.notes.numpy()
-        time = notes["time"]
-        n = len(time)
-        if n == 0:
+        item, n = read(track)
+        if n <= 0:
             continue
         if not merge and len(counts) == n_out:
             break
-        times.append(time)
-        durations.append(notes["duration"])
-        pitches.append(notes["pitch"])
+        kept.append(item)
         if merge and counts:
             counts[0] += n
         else:
             counts.append(n)
     if not counts:
         raise BadInput("no notes")
-    if len(times) == 1:  # one voice: no copies
-        return times[0], durations[0], pitches[0], np.array(counts, np.int64)
-    return np.concatenate(times), np.concatenate(durations), np.concatenate(pitches), np.array(counts, np.int64)
+    return kept, np.array(counts, np.int64)
 
 
 # A track's notes, read without notes.numpy(): symusic pickles a note list (``NoteTickList.__getstate__``)
@@ -174,25 +182,13 @@ NOTE_STATE_HEADER_BYTES, NOTE_STATE_RECORD_BYTES = 4, 12
 def _gather_note_states(score, fc: FeatureConfig):
     """:func:`_gather_notes`, each track's notes as its pickled note list: ``(bytes of every kept
     track's state, counts)``; :func:`_decode_note_states` turns them into arrays in the kernel."""
-    states, counts = [], []
-    merge, n_out = fc.track_mode == "merge", fc.n_tracks
-    for track in score.tracks:
-        if track.is_drum:
-            continue
-        state = track.notes.__getstate__()
-        n = (len(state) - NOTE_STATE_HEADER_BYTES) // NOTE_STATE_RECORD_BYTES  # checked when decoded
-        if n <= 0:
-            continue
-        if not merge and len(counts) == n_out:
-            break
-        states.append(state)
-        if merge and counts:
-            counts[0] += n
-        else:
-            counts.append(n)
-    if not counts:
-        raise BadInput("no notes")
-    return np.frombuffer(b"".join(states), np.uint8), np.array(counts, np.int64)
+    states, counts = _feeding_tracks(score, fc, _state_and_count)
+    return np.frombuffer(b"".join(states), np.uint8), counts
+
+
+def _state_and_count(track) -> tuple[bytes, int]:
+    state = track.notes.__getstate__()
+    return state, (len(state) - NOTE_STATE_HEADER_BYTES) // NOTE_STATE_RECORD_BYTES  # checked when decoded
 
 
 @numba.njit(cache=True, nogil=True)
