@@ -15,7 +15,11 @@
 
 Last line: JSON.
 
-    python benchmarks/audio_quality.py [--checkpoint RUN] [--data DIR] [--steps 600] [--n 256]
+Every figure over ``--seeds`` (default 3 training seeds): each run, the median, the worst, and
+``<figure>_met`` judged on the median. ``MUSICGAN_SYNTH=sine`` builds the data with the additive
+synthesizer even where FluidSynth and a soundfont are installed (the other data path).
+
+    python benchmarks/audio_quality.py [--checkpoint RUN] [--data DIR] [--steps 600] [--n 256] [--seeds 0,1,2]
 """
 
 import argparse
@@ -51,14 +55,8 @@ def timed(fn, repeats: int = 7) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", default=None, help="a trained audio run or checkpoint (default: train one)")
-    ap.add_argument("--data", default=None, help="the notes build (default: build it into a temp folder)")
-    ap.add_argument("--steps", type=int, default=600, help="training steps when training here (default 600)")
-    ap.add_argument("--n", type=int, default=256, help="generated clips for pitch accuracy and FD (default 256)")
-    args = ap.parse_args()
-    torch.set_num_threads(2)
+def measure(args, data_dir: str, work: Path, seed: int, checkpoint: str | None) -> dict:
+    """Train ``audio-cpu`` with ``train.seed=seed`` (unless ``checkpoint``) and measure it; one JSON-able row."""
 
     from musicgan import audio_metrics as AM
     from musicgan.audio_model import NoteRequest, generate_grid, generate_mels
@@ -68,23 +66,21 @@ def main() -> None:
     from musicgan.model import build_for_data
     from musicgan.render import feature_config
 
-    work = Path(tempfile.mkdtemp(prefix="audio-bench-"))
-    data_dir = args.data or build_notes(str(work / "notes")).out
     train_s = None
-    if args.checkpoint is None:
+    if checkpoint is None:
         from musicgan.presets import load_preset
         from musicgan.train import fit
 
-        cfg = load_preset("audio-cpu", [f"train.total_steps={args.steps}", "train.num_workers=1",
+        cfg = load_preset("audio-cpu", [f"train.total_steps={args.steps}", "train.num_workers=1", f"train.seed={seed}",
                                         f"train.checkpoint_every_steps={args.steps}",
                                         f"train.eval_every_steps={args.steps}"])
         t0 = time.time()
-        result = fit(cfg, data_dir, str(work / "run"))
+        result = fit(cfg, data_dir, str(work / f"run-seed{seed}"))
         train_s = time.time() - t0
         if result.error:
             raise SystemExit(f"training failed: {result.error}")
-        args.checkpoint = str(work / "run")
-    path = find_latest(args.checkpoint)
+        checkpoint = str(work / f"run-seed{seed}")
+    path = find_latest(checkpoint)
     g, cfg, data, meta = load_generator(path)
     fc = feature_config(data)
     real = ShardReader(data_dir, split=None).arrays()
@@ -142,14 +138,46 @@ def main() -> None:
     div = AM.diversity_ratio(fake.numpy(), real["x"])
     print(f"Frechet mel-statistics distance: {fd:.1f} vs untrained {fd0:.1f} (ratio {fd / fd0:.3f}; target <= 0.25); "
           f"diversity {div:.2f}")
-    print(json.dumps({"benchmark": "audio_quality", "checkpoint": str(path), "step": meta["step"],
-                      "train_minutes": round(train_s / 60, 2) if train_s else None, "n": args.n,
-                      "pitch_accuracy": round(acc_gen, 4), "pitch_accuracy_training": round(acc_real, 4),
-                      "pitch_accuracy_rendered": round(acc_raw, 4), "pitch_ratio": round(acc_gen / acc_real, 4),
-                      "realtime_factor_batch16": round(rt, 1), "realtime_factor_librosa": round(rt_librosa, 1),
-                      "griffin_lim_iters": GRIFFIN_LIM_ITERS, "fd": round(fd, 2), "fd_untrained": round(fd0, 2),
-                      "fd_ratio": round(fd / fd0, 4), "diversity": round(div, 3),
-                      "target_pitch_ratio": 0.9, "target_realtime_factor": 100, "target_fd_ratio": 0.25}))
+    return {"seed": seed, "checkpoint": str(path), "step": meta["step"],
+            "train_minutes": round(train_s / 60, 2) if train_s else None,
+            "pitch_accuracy": round(acc_gen, 4), "pitch_accuracy_training": round(acc_real, 4),
+            "pitch_accuracy_rendered": round(acc_raw, 4), "pitch_ratio": round(acc_gen / acc_real, 4),
+            "realtime_factor_batch16": round(rt, 1), "realtime_factor_librosa": round(rt_librosa, 1),
+            "fd": round(fd, 2), "fd_untrained": round(fd0, 2), "fd_ratio": round(fd / fd0, 4), "diversity": round(div, 3)}
+
+
+# figure -> (target, higher is better)
+TARGETS = {"pitch_ratio": (0.9, True), "realtime_factor_batch16": (100.0, True), "fd_ratio": (0.25, False)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", default=None, help="a trained audio run or checkpoint (default: train one per seed)")
+    ap.add_argument("--data", default=None, help="the notes build (default: build it into a temp folder)")
+    ap.add_argument("--steps", type=int, default=600, help="training steps when training here (default 600)")
+    ap.add_argument("--n", type=int, default=256, help="generated clips for pitch accuracy and FD (default 256)")
+    ap.add_argument("--seeds", default="0,1,2", help="training seeds, one run each (default 0,1,2; one run with --checkpoint)")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    from musicgan.data.audio import GRIFFIN_LIM_ITERS, synth_backend
+
+    work = Path(tempfile.mkdtemp(prefix="audio-bench-"))
+    data_dir = args.data or build_notes(str(work / "notes")).out
+    manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
+    seeds = [0] if args.checkpoint else [int(x) for x in args.seeds.split(",") if x.strip()]
+    rows = [measure(args, data_dir, work, seed, args.checkpoint) for seed in seeds]
+    line = {"benchmark": "audio_quality", "synth": manifest.get("source_id", synth_backend()), "n": args.n,
+            "seeds": seeds, "griffin_lim_iters": GRIFFIN_LIM_ITERS, "runs": rows}
+    print(f"\n{len(rows)} run(s), data {line['synth']}:")
+    for key, (target, higher) in TARGETS.items():
+        values = [r[key] for r in rows]
+        med, worst = statistics.median(values), (min(values) if higher else max(values))
+        met = med >= target if higher else med <= target
+        print(f"  {key:<24} median {med:.3f}  worst {worst:.3f}  runs {values}  target {'>=' if higher else '<='} "
+              f"{target}: {'met' if met else 'missed'}")
+        line.update({key: med, f"{key}_worst": worst, f"{key}_runs": values, f"{key}_target": target,
+                     f"{key}_met": met})
+    print(json.dumps(line))
 
 
 if __name__ == "__main__":
