@@ -289,10 +289,12 @@ def feed_batches(shard, cfg: Config, to_tensors, device="auto", rank: int = 0):
 
 def train_split_bytes(manifest: dict) -> int:
     """What the decoded train split takes in the object store, from the manifest alone: rows times
-    one decoded example (pianorolls decode to uint8, mels to float32: data.shards._decode_batch) plus
+    one decoded example (data.shards.decoded_dtype: pianorolls uint8, mels float32) plus
     the three int64 label columns. The shards' own bytes are no guide: zstd packs the bit-packed
     chorales about 100x."""
-    per_example = math.prod(manifest["example_shape"]) * (1 if manifest["feature_config"]["kind"] == "pianoroll" else 4)
+    from musicgan.data.shards import decoded_dtype
+
+    per_example = math.prod(manifest["example_shape"]) * np.dtype(decoded_dtype(manifest["feature_config"]["kind"])).itemsize
     return manifest["counts"]["train_examples"] * (per_example + 3 * 8)
 
 

@@ -168,11 +168,16 @@ class ShardReader:
         return torch.utils.data.TensorDataset(torch.from_numpy(a["x"]), torch.from_numpy(a["label"]))
 
 
+def decoded_dtype(kind: str) -> type:
+    """The dtype an example of this feature kind decodes to for training: pianorolls uint8, mels float32."""
+    return np.uint8 if kind == "pianoroll" else np.float32
+
+
 def _decode_batch(batch: dict, kind: str, shape: list[int], labels: list[str]) -> dict:
     """Ray Data ``map_batches`` UDF: Parquet columns -> training tensors (numpy)."""
     label_index = {name: i for i, name in enumerate(labels)}
     return {
-        "x": decode_x(batch["x"], kind, shape, dtype=np.uint8 if kind == "pianoroll" else np.float32),
+        "x": decode_x(batch["x"], kind, shape, dtype=decoded_dtype(kind)),
         "label": np.asarray([label_index[v] for v in batch["label"]], np.int64),
         "pitch": batch["pitch"].astype(np.int64),
         "instrument": batch["instrument"].astype(np.int64),
