@@ -1,7 +1,8 @@
 """Ingest speed: the project's per-file feature extraction against a pretty_midi baseline.
 
 Both run in this one process over the same cached Bach chorale MIDI files, on the same grid:
-- ours: read bytes, symusic parse, pianoroll (numba kernel), phrases (``musicgan.data.pianoroll.midi_to_phrases``);
+- ours: read bytes as the build does (``musicgan.data.build.read_input``), symusic parse, pianoroll
+  (numba kernel), phrases (``musicgan.data.pianoroll.midi_to_phrases``);
 - baseline: ``pretty_midi.PrettyMIDI(path)`` plus ``get_piano_roll(fs)`` for every instrument,
   with ``fs`` chosen so one column is one grid step at the file's tempo.
 
@@ -29,12 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from musicgan.config import FeatureConfig  # noqa: E402
 from musicgan.data.corpus import ensure_converted  # noqa: E402
+from musicgan.data.build import read_input  # noqa: E402
 from musicgan.data.pianoroll import midi_to_phrases  # noqa: E402
+from musicgan.storage import resolve  # noqa: E402
 
 
 def ours(paths, fc):
+    base = resolve(str(paths[0].parent))
     for p in paths:
-        midi_to_phrases(p.read_bytes(), fc)
+        midi_to_phrases(read_input(base, str(p), fc), fc)
 
 
 def baseline(paths, fc):

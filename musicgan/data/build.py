@@ -347,15 +347,36 @@ def _pianoroll_stats(stats: dict, phrases: np.ndarray, fc: FeatureConfig) -> Non
             stats["pitch_hist"][i][fc.pitch_low + j] += int(per_pitch[i, j])
 
 
+def read_local(path: str, limit: int) -> bytes:
+    """A local file's bytes, at most ``limit`` of them, in three system calls. pyarrow's
+    ``open_input_stream`` costs about 55 us for a 3 KB chorale, four times the parse of it: a build
+    of small MIDI files spent more time opening them than reading the music."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        want = min(os.fstat(fd).st_size, limit)  # never past the limit, however big the file is now
+        chunks, got = [], 0
+        while got < want:  # one read but for the rare short one
+            chunk = os.read(fd, want - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_input(base: Location, path: str, fc: FeatureConfig, max_audio_seconds: float = MAX_AUDIO_SECONDS) -> bytes:
     """One input file's bytes, never more than its limit: MIDI up to ``max_file_bytes`` (plus one byte,
     so an oversized file is still recognised), audio only once its header says it is short enough.
     Over a limit is :class:`BadInput`."""
     from musicgan.data.audio import audio_header_check
 
-    if fc.kind != "mel":
+    if fc.kind != "mel":  # parse_midi rejects the extra byte with the limit's name
+        if base.is_local:
+            return read_local(path, fc.max_file_bytes + 1)
         with base.fs.open_input_stream(path) as f:
-            return f.read(fc.max_file_bytes + 1)  # parse_midi rejects the extra byte with the limit's name
+            return f.read(fc.max_file_bytes + 1)
     with base.fs.open_input_file(path) as f:
         size = f.size()
         read_limit = audio_header_check(f, max_audio_seconds)  # None: no header soundfile knows (mp3 fallback)

@@ -597,6 +597,185 @@ def _states_to_phrases(buf, counts, steps_per_quarter, tpq, max_steps, n_tracks,
     return ok, usual, n_steps, phrases, start_bars, kept_transposes, too_sparse, out_of_range
 
 
+# The whole score, pickled (``ScoreTick.__getstate__``, about 4 us for a chorale, one bytes object):
+# int32 ticks per quarter, uint32 track count, then per track its name (uint32 length + bytes), uint8
+# program, uint8 is_drum, then its notes (a note list, as above), controls, pitch bends and pedals
+# (uint32 count + 8-byte records each) and lyrics (uint32 count, then per lyric int32 time + uint32
+# length + text); after the tracks the time signatures, key signatures and tempos (count + 8-byte
+# records each) and the markers (as lyrics). One walk over it in the kernel replaces a pickle per
+# track and per meta list and their Python glue (about 12 us a chorale). Checked like the note
+# lists: once in a process (:func:`_score_state_layout_ok`) and by the walk itself, which must land
+# exactly on the last byte; a file it does not call usual goes the way above, same result.
+@numba.njit(cache=True, nogil=True)
+def _skip_list(buf, o, record_bytes):  # pragma: no cover (jitted)
+    """Offset past a pickled list at ``o``: fixed-size records (``record_bytes``), or texts (time +
+    length + bytes each) where ``record_bytes`` is 0; -1 where it would run past the buffer."""
+    if o < 0 or o + NOTE_STATE_HEADER_BYTES > buf.shape[0]:
+        return -1
+    n = _le_int32(buf, o)
+    o += NOTE_STATE_HEADER_BYTES
+    if n < 0:
+        return -1
+    if record_bytes:
+        o += n * record_bytes
+    else:
+        for _ in range(n):
+            if o + 8 > buf.shape[0]:
+                return -1
+            length = _le_int32(buf, o + 4)
+            if length < 0:
+                return -1
+            o += 8 + length
+    return o if o <= buf.shape[0] else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_score_state(buf, n_out, merge):  # pragma: no cover (jitted)
+    """A pickled score -> ``(ok, tpq, note_offsets, counts, time_signatures_offset, tempos_offset)``:
+    where each feeding track's note list starts and its note count per output track (the choice of
+    :func:`_feeding_tracks`), and where the two meta lists start. ``ok`` is False unless the walk
+    ends exactly on the last byte."""
+    note_offsets = np.empty(0, np.int64)
+    counts = np.zeros(0, np.int64)
+    if buf.shape[0] < 8:
+        return False, 0, note_offsets, counts, -1, -1
+    tpq, n_tracks = _le_int32(buf, 0), _le_int32(buf, 4)
+    if n_tracks < 0:
+        return False, tpq, note_offsets, counts, -1, -1
+    note_offsets = np.empty(n_tracks, np.int64)
+    counts = np.zeros(max(min(n_tracks, n_out), 1), np.int64)
+    o, kept, n_counts = 8, 0, 0
+    for _ in range(n_tracks):
+        if o + 4 > buf.shape[0] or _le_int32(buf, o) < 0:
+            return False, tpq, note_offsets[:0], counts[:0], -1, -1
+        o += 4 + _le_int32(buf, o)  # the name
+        if o + 2 + NOTE_STATE_HEADER_BYTES > buf.shape[0]:
+            return False, tpq, note_offsets[:0], counts[:0], -1, -1
+        is_drum, notes_at = buf[o + 1] != 0, o + 2
+        n = _le_int32(buf, notes_at)
+        o = _skip_list(buf, notes_at, NOTE_STATE_RECORD_BYTES)
+        for record_bytes in (8, 8, 8, 0):  # controls, pitch bends, pedals, lyrics
+            o = _skip_list(buf, o, record_bytes)
+        if o < 0:
+            return False, tpq, note_offsets[:0], counts[:0], -1, -1
+        if is_drum or n <= 0 or (not merge and n_counts == n_out):
+            continue
+        note_offsets[kept] = notes_at
+        kept += 1
+        if merge and n_counts:
+            counts[0] += n
+        else:
+            counts[n_counts] = n
+            n_counts += 1
+    time_signatures_at = o
+    o = _skip_list(buf, o, META_STATE_RECORD_BYTES)
+    o = _skip_list(buf, o, META_STATE_RECORD_BYTES)  # key signatures
+    tempos_at = o
+    o = _skip_list(buf, o, META_STATE_RECORD_BYTES)
+    o = _skip_list(buf, o, 0)  # markers
+    return o == buf.shape[0], tpq, note_offsets[:kept], counts[:n_counts], time_signatures_at, tempos_at
+
+
+@numba.njit(cache=True, nogil=True)
+def _score_state_to_phrases(buf, n_out, merge, steps_per_bar, max_steps, pitch_low, pitch_high, transposes,
+                            hop_bars, length, min_active_fraction):  # pragma: no cover (jitted)
+    """The hot path of :func:`midi_to_phrases` from one pickled score: ``(usual, n_steps, phrases,
+    start_bars, kept_transposes, too_sparse, out_of_range)``. ``usual`` is False for anything the
+    general path must judge or explain (an unknown layout, a bad or unfitting time signature, an
+    absurd tempo, tpq <= 0, no notes, several shifts, a dropped window, no window at all); then the
+    rest is meaningless."""
+    ok, tpq, note_offsets, counts, ts_at, tempos_at = _walk_score_state(buf, n_out, merge)
+    nothing = np.zeros((0, 0, 0, 0), np.bool_), np.zeros(0, np.int32), np.zeros(0, np.int8)
+    if not ok or tpq <= 0 or counts.shape[0] == 0:
+        return False, 0, nothing[0], nothing[1], nothing[2], 0, 0
+    end = ts_at + NOTE_STATE_HEADER_BYTES + _le_int32(buf, ts_at) * META_STATE_RECORD_BYTES
+    found, n_signatures, num, den, invalid, absurd = _decode_meta_states(
+        buf[ts_at:end], buf[tempos_at : tempos_at + NOTE_STATE_HEADER_BYTES
+                            + _le_int32(buf, tempos_at) * META_STATE_RECORD_BYTES])
+    bar_steps = steps_per_bar
+    if n_signatures:
+        bar_steps = steps_per_bar * num // den
+        if steps_per_bar * num % den or bar_steps < 1:
+            return False, 0, nothing[0], nothing[1], nothing[2], 0, 0
+    if not found or invalid or absurd:
+        return False, 0, nothing[0], nothing[1], nothing[2], 0, 0
+    n_notes = counts.sum()
+    time = np.empty(n_notes, np.int64)
+    duration = np.empty(n_notes, np.int64)
+    pitch = np.empty(n_notes, np.int64)
+    i = 0
+    for t in range(note_offsets.shape[0]):  # the walk checked that every list lies inside the buffer
+        o = note_offsets[t]
+        n = _le_int32(buf, o)
+        o += NOTE_STATE_HEADER_BYTES
+        for _ in range(n):
+            time[i] = _le_int32(buf, o)
+            duration[i] = _le_int32(buf, o + 4)
+            p = np.int64(buf[o + 8])
+            pitch[i] = p - 256 if p >= 128 else p
+            o += NOTE_STATE_RECORD_BYTES
+            i += 1
+    n_steps, windows, fits, shift_lo, start_bars, kept_transposes, too_sparse, out_of_range = _notes_to_windows(
+        time, duration, pitch, counts, steps_per_bar // 4, tpq, max_steps, n_out, pitch_low, pitch_high, transposes,
+        hop_bars * bar_steps, bar_steps, length, min_active_fraction)
+    usual = shift_lo.shape[0] == 1 and windows.shape[0] > 0 and start_bars.shape[0] == windows.shape[0]
+    if not usual:
+        return False, 0, nothing[0], nothing[1], nothing[2], 0, 0
+    lo = shift_lo[0]
+    return True, n_steps, windows[:, :, :, lo : lo + pitch_high - pitch_low], start_bars, kept_transposes, \
+        too_sparse, out_of_range
+
+
+def _score_state_layout_ok() -> bool:
+    """Whether this symusic pickles a score as :func:`_walk_score_state` reads it: a known score with
+    every kind of event (a named drum track, an empty track, controls, bends, pedals, lyrics, key
+    signatures, markers) must walk to its known note lists and meta, in index and in merge mode."""
+    try:
+        from symusic import (ControlChange, KeySignature, Note, Pedal, PitchBend, Score, Tempo, TextMeta,
+                             TimeSignature, Track)
+
+        score = Score(480)
+        known = {"drums": [(0, 480, 36)], "": [], "alto": [(0, 480, 67), (480, 70_000, 127)], "b": [(7, 20, 40)]}
+        for name, notes in known.items():
+            track = Track(name, 5, name == "drums")
+            for time, duration, pitch in notes:
+                track.notes.append(Note(time, duration, pitch, 90))
+            track.controls.append(ControlChange(3, 7, 100))
+            track.pitch_bends.append(PitchBend(4, -5))
+            track.pedals.append(Pedal(6, 8))
+            track.lyrics.append(TextMeta(9, "la" * len(name)))
+            score.tracks.append(track)
+        score.time_signatures.append(TimeSignature(0, 3, 8))
+        score.key_signatures.append(KeySignature(0, -2, 1))
+        score.tempos.append(Tempo(0, 120))
+        score.markers.append(TextMeta(13, "fine"))
+        buf = np.frombuffer(score.__getstate__(), np.uint8)
+        ok, tpq, offsets, counts, ts_at, tempos_at = _walk_score_state(buf, 4, False)
+        notes = []
+        for o in offsets:
+            t, d, p, whole = _decode_note_states(buf[o : o + NOTE_STATE_HEADER_BYTES + _le_int32(buf, o)
+                                                     * NOTE_STATE_RECORD_BYTES], _le_int32(buf, o))
+            notes.append(list(zip(t.tolist(), d.tolist(), p.tolist())) if whole else None)
+        meta = _decode_meta_states(buf[ts_at : ts_at + 12], buf[tempos_at : tempos_at + 12])
+        return (ok and tpq == 480 and counts.tolist() == [2, 1] and notes == [known["alto"], known["b"]]
+                and meta == (True, 1, 3, 8, False, False)
+                and _walk_score_state(buf, 1, False)[3].tolist() == [2]
+                and _walk_score_state(buf, 1, True)[3].tolist() == [3]
+                and not _walk_score_state(buf[:-1], 4, False)[0])
+    except Exception:  # any surprise: the per-list path
+        return False
+
+
+_score_states: bool | None = None  # _score_state_layout_ok(), asked on first use
+
+
+def _use_score_states() -> bool:
+    global _score_states
+    if _score_states is None:
+        _score_states = _score_state_layout_ok()
+    return _score_states
+
+
 def fill_roll(n_tracks: int, n_steps: int, track, start, end, pitch, pitch_low: int, pitch_high: int) -> np.ndarray:
     """Time-major binary roll ``[steps, tracks, pitch_high - pitch_low]``; notes outside the range are left out."""
     return _fill_band(track, start, end, pitch, n_steps, n_tracks, pitch_low, pitch_high)[0]
@@ -665,9 +844,28 @@ def cut_phrases(n_steps: int, bar_steps: int, notes, fc: FeatureConfig) -> FileR
     return _take_phrases(result, windows, fits, shift_lo, start_bars, kept_transposes, fc, drums, drum_windows)
 
 
+_TRANSPOSES: dict[tuple, np.ndarray] = {}
+
+
+def _transposes(fc: FeatureConfig) -> np.ndarray:
+    """``fc.transpose`` as the kernels take it (int8), made once per distinct list."""
+    key = tuple(fc.transpose)
+    found = _TRANSPOSES.get(key)
+    if found is None:
+        found = _TRANSPOSES[key] = np.array(key, np.int8)  # the kernels only read it
+    return found
+
+
 def midi_to_phrases(data: bytes, fc: FeatureConfig) -> FileResult:
     """The whole per-file feature extraction: parse, roll, phrases. Raises :class:`BadInput`."""
     score = parse_midi(data, fc)
+    if fc.track_mode != "program" and _use_score_states():  # the usual file, in one kernel call
+        usual, n_steps, phrases, start_bars, kept_transposes, too_sparse, out_of_range = _score_state_to_phrases(
+            np.frombuffer(score.__getstate__(), np.uint8), fc.n_tracks, fc.track_mode == "merge", fc.steps_per_bar,
+            fc.max_steps_per_file, fc.pitch_low, fc.pitch_high, _transposes(fc), fc.hop_bars, fc.steps_per_phrase,
+            float(fc.min_active_fraction))
+        if usual:
+            return FileResult(phrases, start_bars, kept_transposes, n_steps, out_of_range, too_sparse)
     bar_steps, warnings = _bar_steps_and_warnings(score, fc)
     if fc.track_mode == "program":
         track, start, end, pitch, n_steps = note_steps(score, fc)
