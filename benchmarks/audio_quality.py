@@ -19,7 +19,7 @@ Every figure over ``--seeds`` (default 3 training seeds): each run, the median, 
 ``<figure>_met`` judged on the median. ``MUSICGAN_SYNTH=sine`` builds the data with the additive
 synthesizer even where FluidSynth and a soundfont are installed (the other data path).
 
-    python benchmarks/audio_quality.py [--checkpoint RUN] [--data DIR] [--steps 600] [--n 256] [--seeds 0,1,2]
+    python benchmarks/audio_quality.py [--checkpoint RUN] [--data DIR] [--steps N] [--n 256] [--seeds 0,1,2] [--set KEY=VALUE]
 """
 
 import argparse
@@ -71,9 +71,10 @@ def measure(args, data_dir: str, work: Path, seed: int, checkpoint: str | None) 
         from musicgan.presets import load_preset
         from musicgan.train import fit
 
-        cfg = load_preset("audio-cpu", [f"train.total_steps={args.steps}", "train.num_workers=1", f"train.seed={seed}",
-                                        f"train.checkpoint_every_steps={args.steps}",
-                                        f"train.eval_every_steps={args.steps}"])
+        steps = args.steps or load_preset("audio-cpu").train.total_steps
+        cfg = load_preset("audio-cpu", [f"train.total_steps={steps}", "train.num_workers=1", f"train.seed={seed}",
+                                        f"train.checkpoint_every_steps={steps}",
+                                        f"train.eval_every_steps={steps}", *args.set])
         t0 = time.time()
         result = fit(cfg, data_dir, str(work / f"run-seed{seed}"))
         train_s = time.time() - t0
@@ -154,9 +155,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default=None, help="a trained audio run or checkpoint (default: train one per seed)")
     ap.add_argument("--data", default=None, help="the notes build (default: build it into a temp folder)")
-    ap.add_argument("--steps", type=int, default=600, help="training steps when training here (default 600)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="training steps when training here (default: the audio-cpu preset's, 900)")
     ap.add_argument("--n", type=int, default=256, help="generated clips for pitch accuracy and FD (default 256)")
     ap.add_argument("--seeds", default="0,1,2", help="training seeds, one run each (default 0,1,2; one run with --checkpoint)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override on top of the audio-cpu preset when training here (repeatable), "
+                         "e.g. --set loss.aux_weight=2")
     args = ap.parse_args()
     torch.set_num_threads(2)
     from musicgan.data.audio import GRIFFIN_LIM_ITERS, synth_backend
