@@ -198,6 +198,19 @@ def _le_int32(buf, o):  # pragma: no cover (jitted)
 
 
 @numba.njit(cache=True, nogil=True)
+def _read_note_records(buf, o, n, time, duration, pitch, i):  # pragma: no cover (jitted)
+    """``n`` note records from byte ``o`` into the arrays from index ``i``; returns the next index."""
+    for _ in range(n):
+        time[i] = _le_int32(buf, o)
+        duration[i] = _le_int32(buf, o + 4)
+        p = np.int64(buf[o + 8])
+        pitch[i] = p - 256 if p >= 128 else p
+        o += NOTE_STATE_RECORD_BYTES
+        i += 1
+    return i
+
+
+@numba.njit(cache=True, nogil=True)
 def _decode_note_states(buf, n_notes):  # pragma: no cover (jitted)
     """Concatenated pickled note lists -> ``(time, duration, pitch, ok)``; ``ok`` is False when the
     buffer is not exactly ``n_notes`` records under their counts (a layout this code does not know)."""
@@ -210,13 +223,8 @@ def _decode_note_states(buf, n_notes):  # pragma: no cover (jitted)
         o += NOTE_STATE_HEADER_BYTES
         if n < 0 or i + n > n_notes or o + n * NOTE_STATE_RECORD_BYTES > buf.shape[0]:
             return time, duration, pitch, False
-        for _ in range(n):
-            time[i] = _le_int32(buf, o)
-            duration[i] = _le_int32(buf, o + 4)
-            p = np.int64(buf[o + 8])
-            pitch[i] = p - 256 if p >= 128 else p
-            o += NOTE_STATE_RECORD_BYTES
-            i += 1
+        i = _read_note_records(buf, o, n, time, duration, pitch, i)
+        o += n * NOTE_STATE_RECORD_BYTES
     return time, duration, pitch, o == buf.shape[0] and i == n_notes
 
 
@@ -290,23 +298,28 @@ def _meta_state_layout_ok() -> bool:
 
 
 _note_states: bool | None = None  # _note_state_layout_ok(), asked on first use (it runs a jitted kernel)
+_meta_states: bool | None = None  # _meta_state_layout_ok(), asked on first use
+_score_states: bool | None = None  # _score_state_layout_ok(), asked on first use
+
+
+def _layout_known(flag: str, check) -> bool:
+    """The module-level answer ``flag`` of a layout check, asking ``check()`` once, on first use."""
+    known = globals()[flag]
+    if known is None:
+        known = globals()[flag] = bool(check())
+    return known
 
 
 def _use_note_states() -> bool:
-    global _note_states
-    if _note_states is None:
-        _note_states = _note_state_layout_ok()
-    return _note_states
-
-
-_meta_states: bool | None = None  # _meta_state_layout_ok(), asked on first use
+    return _layout_known("_note_states", _note_state_layout_ok)
 
 
 def _use_meta_states() -> bool:
-    global _meta_states
-    if _meta_states is None:
-        _meta_states = _meta_state_layout_ok()
-    return _meta_states
+    return _layout_known("_meta_states", _meta_state_layout_ok)
+
+
+def _use_score_states() -> bool:
+    return _layout_known("_score_states", _score_state_layout_ok)
 
 
 def _bar_steps_and_warnings(score, fc: FeatureConfig) -> tuple[int, list[str]]:
@@ -708,13 +721,8 @@ def _score_state_to_phrases(buf, n_out, merge, steps_per_bar, max_steps, pitch_l
         o = note_offsets[t]
         n = _le_int32(buf, o)
         o += NOTE_STATE_HEADER_BYTES
-        for _ in range(n):
-            time[i] = _le_int32(buf, o)
-            duration[i] = _le_int32(buf, o + 4)
-            p = np.int64(buf[o + 8])
-            pitch[i] = p - 256 if p >= 128 else p
-            o += NOTE_STATE_RECORD_BYTES
-            i += 1
+        i = _read_note_records(buf, o, n, time, duration, pitch, i)
+        o += n * NOTE_STATE_RECORD_BYTES
     n_steps, windows, fits, shift_lo, start_bars, kept_transposes, too_sparse, out_of_range = _notes_to_windows(
         time, duration, pitch, counts, steps_per_bar // 4, tpq, max_steps, n_out, pitch_low, pitch_high, transposes,
         hop_bars * bar_steps, bar_steps, length, min_active_fraction)
@@ -764,16 +772,6 @@ def _score_state_layout_ok() -> bool:
                 and not _walk_score_state(buf[:-1], 4, False)[0])
     except Exception:  # any surprise: the per-list path
         return False
-
-
-_score_states: bool | None = None  # _score_state_layout_ok(), asked on first use
-
-
-def _use_score_states() -> bool:
-    global _score_states
-    if _score_states is None:
-        _score_states = _score_state_layout_ok()
-    return _score_states
 
 
 def fill_roll(n_tracks: int, n_steps: int, track, start, end, pitch, pitch_low: int, pitch_high: int) -> np.ndarray:
