@@ -719,10 +719,7 @@ def _score_state_to_phrases(buf, n_out, merge, steps_per_bar, max_steps, pitch_l
     i = 0
     for t in range(note_offsets.shape[0]):  # the walk checked that every list lies inside the buffer
         o = note_offsets[t]
-        n = _le_int32(buf, o)
-        o += NOTE_STATE_HEADER_BYTES
-        i = _read_note_records(buf, o, n, time, duration, pitch, i)
-        o += n * NOTE_STATE_RECORD_BYTES
+        i = _read_note_records(buf, o + NOTE_STATE_HEADER_BYTES, _le_int32(buf, o), time, duration, pitch, i)
     n_steps, windows, fits, shift_lo, start_bars, kept_transposes, too_sparse, out_of_range = _notes_to_windows(
         time, duration, pitch, counts, steps_per_bar // 4, tpq, max_steps, n_out, pitch_low, pitch_high, transposes,
         hop_bars * bar_steps, bar_steps, length, min_active_fraction)
