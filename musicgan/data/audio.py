@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from musicgan.config import FeatureConfig
+from musicgan.data.griffin_lim import griffin_lim
 from musicgan.data.pianoroll import BadInput
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -209,9 +210,8 @@ def _render_to_wav(midi_path: str, wav_path: str, sample_rate_hz: int) -> None:
 
 GRIFFIN_LIM_ITERS = 16
 """Griffin-Lim iterations used when turning generated mels into audio. 16 keeps pitch and most of
-the timbre; with the generator, a batch of 16 one-second clips comes out at 114-127x real time on
-two CPU cores (``benchmarks/audio_quality.py``); 32 sounds a little cleaner at about half the speed."""
-GRIFFIN_LIM_MOMENTUM = 0.99  # the "fast Griffin-Lim" of Perraudin et al. (2013), as librosa's default
+the timbre; 32 sounds a little cleaner at about half the speed. The speed is measured by
+``benchmarks/audio_quality.py`` (a batch of 16 one-second clips, generator included)."""
 
 
 def _mel_pinv(fc: FeatureConfig):
@@ -234,48 +234,23 @@ def mel_to_audio(mel_db, fc: FeatureConfig, n_iter: int = GRIFFIN_LIM_ITERS, see
     The mel power is mapped back to a linear-frequency magnitude with the pseudo-inverse of
     librosa's mel filter bank (one matrix product; librosa's ``mel_to_stft`` solves a non-negative
     least squares per clip, about 0.1 s each here), then the phase comes from fast Griffin-Lim run
-    on the whole batch at once with ``torch.stft``. This is librosa's ``griffinlim`` algorithm
-    (same momentum), batched: librosa's loops clip by clip in numpy (about 28x real time here), and
-    torchaudio, which has a batched one, has no build for this torch. ``seed`` fixes the random
-    initial phase (one int for every clip, or one per clip), so the same mels always give the same
-    audio, alone or in any batch (``torch.stft``/``istft`` work clip by clip).
+    on the whole batch at once (:mod:`musicgan.data.griffin_lim`: librosa's algorithm, batched,
+    with torch's FFTs and numba kernels; librosa loops clip by clip in numpy, about 8x real time
+    here). ``seed`` fixes the random initial phase (one int for every clip, or one per clip), so
+    the same mels always give the same audio, alone or in any batch, bit for bit.
     """
     import torch
 
-    mel = torch.as_tensor(np.asarray(mel_db, np.float32))
+    mel = np.asarray(mel_db, np.float32)
     lead = mel.shape[:-2]
     mel = mel.reshape(-1, *mel.shape[-2:])
-    power = torch.pow(10.0, mel / 10.0)
-    power = torch.where(mel <= DB_FLOOR, torch.zeros_like(power), power)  # the floor is silence
-    mag = (_mel_pinv(fc) @ power).clamp_min(0).sqrt()  # [B, 1 + n_fft/2, frames]
+    # dB -> power in float64 numpy: torch's vectorised float32 pow rounds a tensor's tail differently
+    # from its body, which made a clip's audio depend on its place in the batch
+    power = np.where(mel <= DB_FLOOR, 0.0, np.power(10.0, mel.astype(np.float64) / 10.0)).astype(np.float32)
+    mag = (_mel_pinv(fc) @ torch.from_numpy(power)).clamp_min(0).sqrt()  # [B, 1 + n_fft/2, frames]
     length = int(round(fc.clip_seconds * fc.sample_rate_hz))
-    window = torch.hann_window(fc.n_fft)
-
-    def istft(spec):
-        return torch.istft(spec, fc.n_fft, fc.hop_length, window=window, length=length)
-
     seeds = [seed] * len(mag) if np.isscalar(seed) else list(seed)
-    # Bit-identical alone or in any batch: each clip draws its initial phase from its own generator,
-    # and every step below is exactly rounded elementwise arithmetic (+, *, /, sqrt) or per-clip FFTs.
-    # (Vectorised transcendental functions, or torch.sgn's hypot, round differently at the tail of a
-    # tensor than inside it, and where a clip's cells fall depends on the batch.)
-    angles = torch.stack([torch.polar(torch.ones(mag.shape[1:]), 2 * np.pi * torch.rand(
-        mag.shape[1:], generator=torch.Generator().manual_seed(int(s)))) for s in seeds])
-    angles = torch.view_as_real(angles)  # [B, F, T, 2]: (re, im)
-    mag = mag[..., None]
-    momentum = GRIFFIN_LIM_MOMENTUM / (1 + GRIFFIN_LIM_MOMENTUM)
-
-    def spectrum(unit):  # magnitude x unit phasor
-        return torch.view_as_complex(unit * mag)
-
-    rebuilt = torch.zeros_like(angles)
-    for _ in range(n_iter):
-        previous = rebuilt
-        rebuilt = torch.view_as_real(torch.stft(istft(spectrum(angles)), fc.n_fft, fc.hop_length, window=window,
-                                                return_complex=True))
-        angles = torch.add(rebuilt, previous, alpha=-momentum)
-        angles = angles / (angles[..., :1] * angles[..., :1] + angles[..., 1:] * angles[..., 1:]).sqrt().add(1e-16)
-    y = istft(spectrum(angles)).numpy().astype(np.float32)
+    y = griffin_lim(mag, fc.n_fft, fc.hop_length, length, n_iter, seeds)
     return y.reshape(*lead, length)
 
 
