@@ -37,7 +37,7 @@ demo: $(STAMP) sysdeps
 	$(BIN)/musicgan demo --out demo
 
 test: $(STAMP) sysdeps
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 # every benchmark (ingest_feed and the training-quality ones included), then one summary table
 bench: $(STAMP) sysdeps
