@@ -235,8 +235,8 @@ def mel_to_audio(mel_db, fc: FeatureConfig, n_iter: int = GRIFFIN_LIM_ITERS, see
     librosa's mel filter bank (one matrix product; librosa's ``mel_to_stft`` solves a non-negative
     least squares per clip, about 0.1 s each here), then the phase comes from fast Griffin-Lim run
     on the whole batch at once (:mod:`musicgan.data.griffin_lim`: librosa's algorithm, batched,
-    with torch's FFTs and numba kernels; librosa loops clip by clip in numpy, about 8x real time
-    here). ``seed`` fixes the random initial phase (one int for every clip, or one per clip), so
+    with torch's FFTs and numba kernels; librosa loops clip by clip in numpy, 1-8x real time here,
+    slower on trained output, whose NNLS takes longer). ``seed`` fixes the random initial phase (one int for every clip, or one per clip), so
     the same mels always give the same audio, alone or in any batch, bit for bit.
     """
     import torch

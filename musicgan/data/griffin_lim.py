@@ -82,7 +82,9 @@ def _plan(n_fft: int, hop: int, length: int, frames: int):
         raise ValueError(f"a clip of {length} samples is too short to reflect-pad by {pad}")
     if 1 + (length + 2 * pad - n_fft) // hop != frames:
         raise ValueError(f"{frames} frames do not match {length} samples at hop {hop} (n_fft {n_fft})")
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann, as torch.hann_window
+    import torch
+
+    window = torch.hann_window(n_fft, dtype=torch.float64).numpy()  # the window torch.stft/istft would take
     ola_len = n_fft + hop * (frames - 1)
     envelope = np.zeros(ola_len)
     for t in range(frames):
